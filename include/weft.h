@@ -1,0 +1,19 @@
+/*
+ * weft.h - umbrella header of weft, a work-stealing executor for C11.
+ *
+ * Include this file only; it includes the module headers in include/weft/.
+ * Each declaration there documents its return values, thread-safety,
+ * blocking behaviour and pointer ownership: the headers are the reference.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <weft/status.h>
+#include <weft/executor.h>
+#include <weft/future.h>
+
+#define WEFT_VERSION_MAJOR 0
+#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_PATCH 0
+
+#endif /* WEFT_H */

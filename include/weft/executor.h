@@ -1,0 +1,147 @@
+/*
+ * weft/executor.h - creating, configuring and shutting down an executor.
+ *
+ * An executor owns a fixed set of worker threads, each with its own
+ * lock-free work-stealing deque. Several executors may live in one process;
+ * weft keeps no global mutable state.
+ */
+#ifndef WEFT_EXECUTOR_H
+#define WEFT_EXECUTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <weft/status.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Opaque executor handle. */
+typedef struct weft_executor weft_executor_t;
+
+/* Called on each worker thread right after it starts / right before it
+ * exits. index is 0..num_workers-1; user is the config's user_data. */
+typedef void (*weft_worker_hook_t)(weft_executor_t *ex, unsigned int index,
+                                   void *user);
+
+/*
+ * Executor configuration. Initialize with weft_executor_config_init() and
+ * then set the fields you care about; fields added later are appended and
+ * get their defaults from the init function.
+ */
+typedef struct weft_executor_config {
+    /*
+     * Number of worker threads. 0 (the default) means: the environment
+     * variable WEFT_NUM_THREADS if set to a positive integer, else the
+     * CPUs in this process's affinity mask, capped by the cgroup v2 CPU
+     * quota (cpu.max) when one is set. At most 4096.
+     */
+    unsigned int num_workers;
+    /* Thread-name prefix (at most 10 characters are used); workers are
+     * named "<prefix>-<index>". NULL means "weft". The string is copied. */
+    const char *thread_name_prefix;
+    weft_worker_hook_t on_worker_start; /* NULL: none */
+    weft_worker_hook_t on_worker_stop;  /* NULL: none */
+    void *user_data; /* passed to the hooks; weft never dereferences it */
+} weft_executor_config_t;
+
+/*
+ * Fill cfg with defaults.
+ * Thread-safety: any thread. Blocking: never. Does nothing if cfg is NULL.
+ */
+void weft_executor_config_init(weft_executor_config_t *cfg);
+
+/*
+ * Create an executor and start its workers.
+ * cfg may be NULL for defaults; it is read during the call only.
+ * Returns: WEFT_OK and *out set; WEFT_EINVAL (out NULL, more than 4096
+ * workers); WEFT_ENOMEM; WEFT_ESYS (a thread could not be started; any
+ * started threads are joined and nothing leaks). *out is untouched on
+ * failure.
+ * Thread-safety: any thread. Blocking: until every worker has started.
+ * Ownership: the caller owns *out and must weft_executor_destroy() it.
+ */
+weft_status_t weft_executor_create(const weft_executor_config_t *cfg,
+                                   weft_executor_t **out);
+
+/* How weft_executor_shutdown() treats tasks that have not started. */
+typedef enum weft_shutdown_mode {
+    /* Every task already accepted runs, including the children those
+     * tasks spawn while the executor drains. */
+    WEFT_SHUTDOWN_DRAIN = 0,
+    /* Tasks that have not started end cancelled (reason WEFT_ESHUTDOWN)
+     * without running; their release hooks run. Running tasks are not
+     * interrupted (cancellation is cooperative); children they spawn end
+     * cancelled. */
+    WEFT_SHUTDOWN_CANCEL = 1
+} weft_shutdown_mode_t;
+
+/*
+ * Stop accepting submissions from outside the workers and wait until
+ * every accepted task has ended (succeeded, failed or cancelled). From the
+ * moment this is called, weft_spawn() from a thread that is not one of
+ * this executor's workers returns WEFT_ESHUTDOWN; tasks running on the
+ * workers may still spawn children, which run (DRAIN) or end cancelled
+ * (CANCEL). Calling it again is allowed; a later CANCEL upgrades a DRAIN
+ * in progress.
+ * Returns: WEFT_OK; WEFT_EINVAL for NULL or a bad mode; WEFT_ESTATE when
+ * called from one of this executor's own workers (it would wait for
+ * itself).
+ * Thread-safety: any thread except this executor's workers.
+ * Blocking: yes, until the executor is quiescent.
+ */
+weft_status_t weft_executor_shutdown(weft_executor_t *ex,
+                                     weft_shutdown_mode_t mode);
+
+/*
+ * Shut down (DRAIN, unless a shutdown already ran), join every worker and
+ * free the executor.
+ * Every future obtained from this executor must have been released first:
+ * if some are still held, this returns WEFT_EBUSY after the shutdown and
+ * frees nothing; release them and call destroy again.
+ * Returns: WEFT_OK (ex is gone); WEFT_EINVAL (NULL); WEFT_ESTATE (called
+ * from one of its own workers); WEFT_EBUSY (futures still held).
+ * Thread-safety: one thread, not a worker of ex. Blocking: yes.
+ */
+weft_status_t weft_executor_destroy(weft_executor_t *ex);
+
+/*
+ * Number of worker threads. Returns 0 for NULL.
+ * Thread-safety: any thread. Blocking: never.
+ */
+unsigned int weft_executor_num_workers(const weft_executor_t *ex);
+
+/*
+ * Index of the calling thread among ex's workers, or -1 when the caller
+ * is not one of them (or ex is NULL).
+ * Thread-safety: any thread. Blocking: never.
+ */
+int weft_executor_worker_index(const weft_executor_t *ex);
+
+/* Per-worker counters; see weft_executor_stats(). */
+typedef struct weft_worker_stats {
+    uint64_t spawned;      /* tasks this worker pushed on its deque */
+    uint64_t executed;     /* task bodies this worker ran */
+    uint64_t stolen;       /* tasks this worker stole from another */
+    uint64_t steal_failed; /* steal attempts that found nothing or lost */
+    uint64_t injected;     /* tasks taken from the injection queue */
+    uint64_t parks;        /* times this worker went to sleep */
+} weft_worker_stats_t;
+
+/*
+ * Copy worker index's counters into *out. The counters are written by the
+ * worker without synchronization, so a snapshot taken while it runs is
+ * approximate (each field is read atomically).
+ * Returns: WEFT_OK; WEFT_EINVAL (NULL, index out of range).
+ * Thread-safety: any thread. Blocking: never.
+ */
+weft_status_t weft_executor_stats(const weft_executor_t *ex,
+                                  unsigned int index,
+                                  weft_worker_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEFT_EXECUTOR_H */

@@ -1,0 +1,228 @@
+/*
+ * weft/future.h - tasks and the futures they return.
+ *
+ * A task is a function and an argument. Spawning it returns a future, a
+ * reference-counted handle that reaches exactly one terminal outcome
+ * exactly once:
+ *
+ *   WEFT_OUTCOME_SUCCEEDED  the function returned WEFT_OK; the value is set
+ *   WEFT_OUTCOME_FAILED     it returned any other status except
+ *                           WEFT_ECANCELED; that status is the failure
+ *   WEFT_OUTCOME_CANCELLED  it returned WEFT_ECANCELED, or it never ran
+ *                           because cancellation was requested first (for
+ *                           example by a WEFT_SHUTDOWN_CANCEL shutdown)
+ *
+ * Cancelled is never reported as failed, nor failed as cancelled.
+ *
+ * Awaiting a future on one of the executor's workers never blocks the
+ * thread: if the task has not started and sits in the waiter's own deque,
+ * the waiter runs it inline; otherwise it helps by running other work,
+ * preferring the deque of the worker that stole the awaited task
+ * (leapfrogging), and only parks when there is nothing to help with.
+ * Awaiting from any other thread parks that thread.
+ */
+#ifndef WEFT_FUTURE_H
+#define WEFT_FUTURE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <weft/executor.h>
+#include <weft/status.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Opaque future handle. */
+typedef struct weft_future weft_future_t;
+
+/* The running task, as seen from inside its function. Valid only during
+ * that call. */
+typedef struct weft_task weft_task_t;
+
+/* A task's result: at least a 64-bit integer or a pointer, stored inline
+ * in the future (no allocation). */
+typedef union weft_value {
+    int64_t i64;
+    uint64_t u64;
+    double f64;
+    void *ptr;
+} weft_value_t;
+
+/*
+ * A task body. Return WEFT_OK after storing the result in *result (it
+ * starts zeroed), WEFT_ECANCELED after observing cancellation, or any
+ * other status to fail. arg is the pointer given at spawn.
+ */
+typedef weft_status_t (*weft_fn_t)(weft_task_t *self, void *arg,
+                                   weft_value_t *result);
+
+/* Release hook for a task's argument: runs exactly once per accepted or
+ * refused spawn, whether or not the body ever runs. */
+typedef void (*weft_release_fn_t)(void *arg);
+
+/* Terminal outcome of a future, or PENDING while it has not ended. */
+typedef enum weft_outcome {
+    WEFT_OUTCOME_PENDING = 0,
+    WEFT_OUTCOME_SUCCEEDED = 1,
+    WEFT_OUTCOME_FAILED = 2,
+    WEFT_OUTCOME_CANCELLED = 3
+} weft_outcome_t;
+
+/*
+ * Name of an outcome ("pending", "succeeded", "failed", "cancelled").
+ * Returns a static string, "invalid" for other values. Any thread.
+ */
+const char *weft_outcome_name(weft_outcome_t outcome);
+
+/* Options for weft_spawn_ex(). Zero-initialize, then set what you need. */
+typedef struct weft_spawn_opts {
+    weft_release_fn_t release; /* NULL: none */
+    const char *name;          /* static string or NULL; not copied */
+} weft_spawn_opts_t;
+
+/*
+ * Spawn fn(arg) on ex and return its future in *out.
+ * From one of ex's workers the task goes on that worker's deque (no
+ * allocation, no system call, no locked instruction on the fast path);
+ * from any other thread it goes through ex's injection queue.
+ * out may be NULL to detach the task: it still runs, and its future is
+ * freed when it ends.
+ * Returns: WEFT_OK; WEFT_EINVAL (ex or fn NULL); WEFT_ESHUTDOWN (from a
+ * thread that is not a worker of ex, after weft_executor_shutdown() was
+ * called); WEFT_ENOMEM. On failure the task never runs and *out is NULL.
+ * Thread-safety: any thread. Blocking: never (an injection takes a mutex).
+ * Ownership: the caller owns one reference to *out; release it with
+ * weft_future_release() or weft_join().
+ */
+weft_status_t weft_spawn(weft_executor_t *ex, weft_fn_t fn, void *arg,
+                         weft_future_t **out);
+
+/*
+ * weft_spawn() with options. opts may be NULL. If opts->release is set it
+ * runs exactly once: after the body (or instead of it, when the task is
+ * cancelled before it starts), or before this call returns when the spawn
+ * is refused. Returns and thread-safety as weft_spawn().
+ */
+weft_status_t weft_spawn_ex(weft_executor_t *ex, const weft_spawn_opts_t *opts,
+                            weft_fn_t fn, void *arg, weft_future_t **out);
+
+/*
+ * Wait until f has ended and return the task's status: WEFT_OK when it
+ * succeeded, its failure status when it failed, WEFT_ECANCELED when it was
+ * cancelled; WEFT_EINVAL for NULL. On a worker of f's executor it helps
+ * (see the file comment); elsewhere it parks.
+ * Thread-safety: any thread holding a reference. Blocking: yes.
+ * Ownership: f stays owned by the caller.
+ */
+weft_status_t weft_future_wait(weft_future_t *f);
+
+/*
+ * weft_future_wait() with a deadline: an absolute CLOCK_MONOTONIC time in
+ * nanoseconds (see weft_clock_now_ns()). Returns WEFT_ETIMEDOUT if f has
+ * not ended by then; f goes on running.
+ * Thread-safety and blocking as weft_future_wait().
+ */
+weft_status_t weft_future_wait_until(weft_future_t *f, uint64_t deadline_ns);
+
+/*
+ * Wait for f, store its value in *value (may be NULL; set only when it
+ * succeeded) and release the caller's reference.
+ * Returns: as weft_future_wait(). f must not be used afterwards.
+ * Thread-safety: any thread holding the reference it gives up.
+ * Blocking: yes. This is the fork-join fast path: when f's task is still
+ * in the caller's own deque it runs inline, with no locked instruction
+ * beyond the deque pop.
+ */
+weft_status_t weft_join(weft_future_t *f, weft_value_t *value);
+
+/*
+ * True when f has ended. Never blocks; any thread holding a reference.
+ * Returns false for NULL.
+ */
+bool weft_future_is_done(const weft_future_t *f);
+
+/*
+ * Outcome of f now: PENDING until it ends. Never blocks; any thread
+ * holding a reference. PENDING for NULL.
+ */
+weft_outcome_t weft_future_outcome(const weft_future_t *f);
+
+/*
+ * The task's status once ended (as weft_future_wait() returns it), or
+ * WEFT_EAGAIN while pending; WEFT_EINVAL for NULL. Never blocks.
+ */
+weft_status_t weft_future_status(const weft_future_t *f);
+
+/*
+ * Read the value of a future that succeeded.
+ * Returns: WEFT_OK and *out set; WEFT_EAGAIN (pending); the failure
+ * status (failed); WEFT_ECANCELED (cancelled); WEFT_EINVAL (NULL args).
+ * Never blocks; any thread holding a reference.
+ */
+weft_status_t weft_future_value(const weft_future_t *f, weft_value_t *out);
+
+/*
+ * Take another reference to f (to hand it to another thread).
+ * Returns WEFT_OK; WEFT_EINVAL for NULL. Any thread holding a reference.
+ */
+weft_status_t weft_future_retain(weft_future_t *f);
+
+/*
+ * Give up one reference. The future is freed once the last reference is
+ * released and the task has ended; releasing before the task ends
+ * detaches it (it still runs). Releasing more references than were taken
+ * is undefined behaviour (caught by an assertion in debug builds).
+ * Returns WEFT_OK; WEFT_EINVAL for NULL. Any thread. Never blocks.
+ */
+weft_status_t weft_future_release(weft_future_t *f);
+
+/* Name given at spawn (NULL if none). Borrowed for the future's life. */
+const char *weft_future_name(const weft_future_t *f);
+
+/* Executor-unique id of the task (1, 2, ...), 0 for NULL. */
+uint64_t weft_future_id(const weft_future_t *f);
+
+/*
+ * Register a continuation: when f ends (whatever its outcome), fn(arg)
+ * runs once as a new task on f's executor. Inside fn,
+ * weft_task_antecedent(self) returns f. If f has already ended the
+ * continuation is scheduled at once. The continuation's own future is
+ * returned in *out (NULL to detach it).
+ * Returns: WEFT_OK; WEFT_EINVAL (f or fn NULL); WEFT_ENOMEM. On failure
+ * fn never runs.
+ * Thread-safety: any thread holding a reference to f. Blocking: never.
+ * Ownership: the continuation holds its own reference to f until it ends.
+ */
+weft_status_t weft_future_then(weft_future_t *f, weft_fn_t fn, void *arg,
+                               weft_future_t **out);
+
+/*
+ * Spawn fn(arg) on ex, wait for it and store its value: the usual way to
+ * enter an executor from main(). Returns as weft_join(), or a status from
+ * weft_spawn(). Thread-safety: any thread. Blocking: yes.
+ */
+weft_status_t weft_executor_run(weft_executor_t *ex, weft_fn_t fn, void *arg,
+                                weft_value_t *value);
+
+/* ---- Inside a task ---------------------------------------------------- */
+
+/* Executor the task runs on. Valid during the task's call. */
+weft_executor_t *weft_task_executor(const weft_task_t *self);
+
+/* For a continuation: the future it continues (borrowed; alive while the
+ * continuation runs). NULL for other tasks. */
+weft_future_t *weft_task_antecedent(const weft_task_t *self);
+
+/* Executor-unique id of the running task. */
+uint64_t weft_task_id(const weft_task_t *self);
+
+/* Current CLOCK_MONOTONIC time in nanoseconds. Any thread. */
+uint64_t weft_clock_now_ns(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEFT_FUTURE_H */
