@@ -1,2 +1,808 @@
-/* placeholder replaced below */
+/*
+ * future.c - spawning, running, completing and awaiting tasks.
+ *
+ * DESIGN
+ *
+ * The object and its state word are described in future.h. This file holds
+ * the three protocols that touch the state word from several threads:
+ *
+ * Completion vs waiting (futex on f->state):
+ *
+ *   completer                              waiter (holds a reference)
+ *   ---------                              --------------------------
+ *   write f->status, f->value              s = load_acq(state)
+ *   old = CAS(state, old, old|outcome)     if done(s): read status; return
+ *   if old & WAITER:                       CAS(state, s, s|WAITER)
+ *       futex_wake(&state)                 futex_wait(&state, s|WAITER)
+ *
+ * The CAS that publishes the outcome and the CAS that sets WAITER are
+ * read-modify-writes of one word, so they are totally ordered: either the
+ * waiter's CAS comes first (the completer sees WAITER and wakes), or the
+ * completer's comes first (the waiter's CAS fails on the changed word, or
+ * futex_wait returns at once because the word no longer equals s|WAITER).
+ * No wake-up is lost. After its CAS the completer touches f only to wake
+ * (a syscall on the address; if the waiter already freed f the wake is a
+ * harmless spurious one, since pool memory stays mapped) and, when CONT
+ * was set, to read f->conts (a queued continuation holds a reference, so f
+ * is alive until the completer has scheduled it).
+ *
+ * Release vs completion: the last release sets DETACHED with a CAS unless
+ * the task has ended (then it frees); the completer frees if its CAS saw
+ * DETACHED. One word, so exactly one of them frees.
+ *
+ * Continuation registration takes the LOCK bit with a CAS while the task
+ * has not ended, links the continuation, and clears LOCK while setting
+ * CONT. The completer spins while LOCK is set, so a continuation is either
+ * linked before the outcome is published (and scheduled by the completer)
+ * or sees the outcome and is scheduled by the registrant.
+ *
+ * Awaiting on a worker (weft_join, weft_future_wait):
+ *   1. If the task was pushed on the waiter's own deque, pop down to its
+ *      slot, running what was pushed after it; the pop that returns the
+ *      task itself runs it inline. With the only reference held, no other
+ *      thread can observe it, so it completes with plain stores.
+ *   2. Otherwise help until it ends: steal from the worker that stole it
+ *      (leapfrogging: its deque holds the task's descendants, so this
+ *      helps the awaited task and keeps the stack bounded), else run any
+ *      task while the nesting of unrelated help stays under
+ *      WEFT__HELP_DEPTH_MAX, else spin with ck_backoff, else park on the
+ *      state word (waking idle workers first if the own deque holds work).
+ *   Stack depth is bounded: phase 1 runs only tasks younger than the
+ *   awaited one (as the sequential program would), leapfrogging runs only
+ *   its descendants, and other help nests at most WEFT__HELP_DEPTH_MAX
+ *   deep. Limitation: a waiter whose help depth is exhausted parks; on a
+ *   1-worker executor, awaiting a task that only that worker could still
+ *   run (for example one in the injection queue) then waits for the
+ *   worker's idle backstop to never come. Awaiting unrelated work from
+ *   deep inside nested waits is the pattern to avoid.
+ *
+ * Invariants:
+ *  1. f->state's phase leaves QUEUED exactly once, by a CAS (shared path)
+ *     or a plain store when the sole holder ran the task inline.
+ *  2. status/value are written before that publish and read after an
+ *     acquire load of state that saw it.
+ *  3. An object is returned to a pool exactly once: by the completer (saw
+ *     DETACHED), by the last release (saw an ended task), or by the inline
+ *     joiner that held the only reference.
+ *  4. A continuation is scheduled exactly once: by the completer (linked
+ *     before the outcome) or by its registrant (saw the outcome).
+ */
+#include "future.h"
+
 #include <weft/future.h>
+
+#include "executor.h"
+
+#include <ck_backoff.h>
+
+#include <assert.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WEFT__AWAIT_SPIN_ROUNDS 64
+
+/* ---- futex on the state word ---------------------------------------- */
+
+static void
+futex_wake_all(uint32_t *addr)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL,
+            NULL, 0);
+}
+
+static void
+futex_wait_until(uint32_t *addr, uint32_t expected, uint64_t deadline_ns)
+{
+    struct timespec ts;
+    struct timespec *tsp = NULL;
+    if (deadline_ns != 0) {
+        ts.tv_sec = (time_t)(deadline_ns / 1000000000ull);
+        ts.tv_nsec = (long)(deadline_ns % 1000000000ull);
+        tsp = &ts;
+    }
+    syscall(SYS_futex, addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected,
+            tsp, NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
+/* ---- names ----------------------------------------------------------- */
+
+const char *
+weft_outcome_name(weft_outcome_t outcome)
+{
+    switch (outcome) {
+    case WEFT_OUTCOME_PENDING:
+        return "pending";
+    case WEFT_OUTCOME_SUCCEEDED:
+        return "succeeded";
+    case WEFT_OUTCOME_FAILED:
+        return "failed";
+    case WEFT_OUTCOME_CANCELLED:
+        return "cancelled";
+    }
+    return "invalid";
+}
+
+/* ---- init and run ---------------------------------------------------- */
+
+static inline void
+future_init(struct weft_future *f, weft_fn_t fn, void *arg, bool detached)
+{
+    f->fn = fn;
+    f->arg = arg;
+    /*
+     * Unpaired: the object is private to the spawner until the enqueue,
+     * whose release (deque push or ext_lock) publishes these fields.
+     */
+    weft__store_relaxed_u32(&f->state,
+                            detached ? WEFT__F_DETACHED : WEFT__QUEUED);
+    /* Unpaired: as above. */
+    weft__store_relaxed_u32(&f->refs, detached ? 0 : 1);
+    /* Unpaired: as above. */
+    weft__store_relaxed_u32(&f->thief, 0);
+    /* Unpaired: as above. */
+    weft__store_relaxed_u32(&f->started, 0);
+    f->value.u64 = 0;
+    f->release = NULL;
+    f->name = NULL;
+    f->kind = 0;
+    f->antecedent = NULL;
+    f->conts = NULL;
+}
+
+/* Run the body unless cancellation was requested first. On a worker. */
+static inline weft_status_t
+task_body(struct weft__worker *w, struct weft_future *f)
+{
+    if (__builtin_expect(weft__exec_cancelling(f->ex), 0)) {
+        return WEFT_ECANCELED;
+    }
+    /* Relaxed: informational ("did the body start"). */
+    weft__store_relaxed_u32(&f->started, 1);
+    weft_status_t st = f->fn((weft_task_t *)f, f->arg, &f->value);
+    /* Relaxed: statistics. */
+    weft__store_relaxed_u64(&w->executed,
+                            weft__load_relaxed_u64(&w->executed) + 1);
+    return st;
+}
+
+/* Work done after the body in every path: arg hook, antecedent ref. */
+static inline void
+task_after_body(struct weft_future *f)
+{
+    if (f->release != NULL) {
+        f->release(f->arg);
+    }
+    if (__builtin_expect(f->antecedent != NULL, 0)) {
+        struct weft_future *a = f->antecedent;
+        f->antecedent = NULL;
+        (void)weft_future_release(a);
+    }
+}
+
+static void cont_schedule(struct weft__worker *w, struct weft_future *c);
+
+void
+weft__future_complete_shared(struct weft__worker *w, struct weft_future *f)
+{
+    uint32_t phase = weft__phase_of_status(f->status);
+    /* Relaxed: the CAS below re-checks the value it builds on. */
+    uint32_t old = weft__load_relaxed_u32(&f->state);
+    for (;;) {
+        if (old & WEFT__F_LOCK) {
+            weft__cpu_relax();
+            /* Relaxed: re-read for the CAS below. */
+            old = weft__load_relaxed_u32(&f->state);
+            continue;
+        }
+        uint32_t nv = (old & ~WEFT__PHASE_MASK) | phase;
+        /*
+         * Publish the outcome (status and value written before).
+         * Pairs with: the acquire loads of f->state in the waiters
+         * (future_await, weft_future_is_done, ...), the WAITER CAS in
+         * future_park(), the DETACHED CAS in weft_future_release() and
+         * the LOCK CAS in weft_future_then().
+         */
+        if (weft__cas_value_u32(&f->state, old, nv, &old)) {
+            break;
+        }
+    }
+    /* After the CAS: see the file comment for what may still be read. */
+    struct weft_future *conts = (old & WEFT__F_CONT) ? f->conts : NULL;
+    if (old & WEFT__F_WAITER) {
+        futex_wake_all(&f->state);
+    }
+    if (old & WEFT__F_DETACHED) {
+        weft__pool_put(w, f);
+    }
+    while (conts != NULL) {
+        struct weft_future *next = conts->next;
+        cont_schedule(w, conts);
+        conts = next;
+    }
+}
+
+void
+weft__task_run(struct weft__worker *w, struct weft_future *f)
+{
+    f->status = task_body(w, f);
+    task_after_body(f);
+    weft__future_complete_shared(w, f);
+    weft__counter_inc(&w->ended);
+}
+
+void
+weft__task_cancel_unstarted(struct weft__worker *w, struct weft_future *f,
+                            weft_status_t st)
+{
+    f->status = st;
+    task_after_body(f);
+    weft__future_complete_shared(w, f);
+}
+
+/* Queue continuation c now that its antecedent has ended. */
+static void
+cont_schedule(struct weft__worker *w, struct weft_future *c)
+{
+    weft_executor_t *ex = c->ex;
+    struct weft__worker *cw = (w != NULL && w->ex == ex) ? w : NULL;
+    if (cw != NULL) {
+        c->spawner = cw;
+        c->slot = weft__load_relaxed_i64(&cw->dq.bottom);
+    } else {
+        c->spawner = NULL;
+    }
+    weft_status_t st = weft__exec_enqueue(ex, cw, c);
+    if (st != WEFT_OK) {
+        /* Never queued, so never counted: end it here. */
+        weft__task_cancel_unstarted(
+            cw, c, st == WEFT_ESHUTDOWN ? WEFT_ECANCELED : st);
+    }
+}
+
+/* ---- spawning -------------------------------------------------------- */
+
+static weft_status_t
+spawn_external(weft_executor_t *ex, const weft_spawn_opts_t *opts,
+               weft_fn_t fn, void *arg, weft_future_t **out)
+{
+    weft_release_fn_t rel = opts != NULL ? opts->release : NULL;
+    /* Relaxed: an early refusal; weft__exec_enqueue re-checks under
+     * ext_lock. */
+    if (weft__load_relaxed_u32(&ex->run_state) != WEFT__RUN_ACCEPTING) {
+        if (rel != NULL) {
+            rel(arg);
+        }
+        return WEFT_ESHUTDOWN;
+    }
+    struct weft_future *f = weft__pool_get_external(ex);
+    if (f == NULL) {
+        if (rel != NULL) {
+            rel(arg);
+        }
+        return WEFT_ENOMEM;
+    }
+    future_init(f, fn, arg, out == NULL);
+    f->release = rel;
+    f->name = opts != NULL ? opts->name : NULL;
+    f->spawner = NULL;
+    f->slot = 0;
+    /* Relaxed: only uniqueness matters. */
+    f->id = weft__faa_u64(&ex->ext_next_id, ex->nworkers + 1);
+    weft_status_t st = weft__exec_enqueue(ex, NULL, f);
+    if (st != WEFT_OK) {
+        weft__pool_put(NULL, f);
+        if (rel != NULL) {
+            rel(arg);
+        }
+        return st;
+    }
+    if (out != NULL) {
+        *out = f;
+    }
+    return WEFT_OK;
+}
+
+static inline weft_status_t
+spawn_local(struct weft__worker *w, weft_fn_t fn, void *arg,
+            weft_future_t **out, weft_release_fn_t rel, const char *name)
+{
+    struct weft_future *f = weft__pool_get(w);
+    if (__builtin_expect(f == NULL, 0)) {
+        return WEFT_ENOMEM;
+    }
+    future_init(f, fn, arg, out == NULL);
+    f->release = rel;
+    f->name = name;
+    f->spawner = w;
+    /* Unpaired: the owner reads its own bottom. */
+    f->slot = weft__load_relaxed_i64(&w->dq.bottom);
+    f->id = w->next_id;
+    w->next_id += w->id_stride;
+    weft_status_t st = weft__deque_push(&w->dq, f);
+    if (__builtin_expect(st != WEFT_OK, 0)) {
+        weft__pool_put(w, f);
+        return st;
+    }
+    weft__counter_inc(&w->spawned);
+    weft__parker_wake_hint(&w->ex->idle);
+    if (out != NULL) {
+        *out = f;
+    }
+    return WEFT_OK;
+}
+
+weft_status_t
+weft_spawn(weft_executor_t *ex, weft_fn_t fn, void *arg, weft_future_t **out)
+{
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (__builtin_expect(ex == NULL || fn == NULL, 0)) {
+        return WEFT_EINVAL;
+    }
+    struct weft__worker *w = weft__worker_of(ex);
+    if (__builtin_expect(w == NULL, 0)) {
+        return spawn_external(ex, NULL, fn, arg, out);
+    }
+    return spawn_local(w, fn, arg, out, NULL, NULL);
+}
+
+weft_status_t
+weft_spawn_ex(weft_executor_t *ex, const weft_spawn_opts_t *opts,
+              weft_fn_t fn, void *arg, weft_future_t **out)
+{
+    if (out != NULL) {
+        *out = NULL;
+    }
+    weft_release_fn_t rel = opts != NULL ? opts->release : NULL;
+    if (ex == NULL || fn == NULL) {
+        if (rel != NULL) {
+            rel(arg);
+        }
+        return WEFT_EINVAL;
+    }
+    struct weft__worker *w = weft__worker_of(ex);
+    if (w == NULL) {
+        return spawn_external(ex, opts, fn, arg, out);
+    }
+    weft_status_t st =
+        spawn_local(w, fn, arg, out, rel, opts != NULL ? opts->name : NULL);
+    if (st != WEFT_OK && rel != NULL) {
+        rel(arg);
+    }
+    return st;
+}
+
+/* ---- awaiting -------------------------------------------------------- */
+
+/* Park on f's state word until it changes or the deadline passes. */
+static void
+future_park(struct weft_future *f, uint64_t deadline_ns)
+{
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+    uint32_t s = weft__load_acq_u32(&f->state);
+    if (weft__future_state_done(s)) {
+        return;
+    }
+    if (!(s & WEFT__F_WAITER)) {
+        /*
+         * Announce the waiter on the same word the completer CASes.
+         * Pairs with: the outcome CAS in weft__future_complete_shared().
+         */
+        if (!weft__cas_u32(&f->state, s, s | WEFT__F_WAITER)) {
+            return; /* the word changed; the caller re-checks */
+        }
+        s |= WEFT__F_WAITER;
+    }
+    futex_wait_until(&f->state, s, deadline_ns);
+}
+
+static inline bool
+deadline_passed(uint64_t deadline_ns)
+{
+    return deadline_ns != 0 && weft_clock_now_ns() >= deadline_ns;
+}
+
+/* Phase 2 of a worker's wait (see the file comment). */
+static weft_status_t
+worker_await(struct weft__worker *w, struct weft_future *f,
+             uint64_t deadline_ns)
+{
+    weft_executor_t *ex = w->ex;
+    ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
+    unsigned int idle_rounds = 0;
+    for (;;) {
+        /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+        uint32_t s = weft__load_acq_u32(&f->state);
+        if (weft__future_state_done(s)) {
+            return f->status;
+        }
+        struct weft_future *t = NULL;
+        /* Relaxed: a hint; the steal itself is a CAS. */
+        uint32_t thief = weft__load_relaxed_u32(&f->thief);
+        if (thief != 0 && thief - 1 != w->index && f->ex == ex) {
+            t = weft__worker_steal_from(w, &ex->workers[thief - 1]);
+        }
+        if (t == NULL && w->help_depth < WEFT__HELP_DEPTH_MAX) {
+            t = weft__worker_find(w);
+        }
+        if (t != NULL) {
+            w->help_depth++;
+            weft__task_run(w, t);
+            w->help_depth--;
+            idle_rounds = 0;
+            backoff = CK_BACKOFF_INITIALIZER;
+            continue;
+        }
+        if (deadline_passed(deadline_ns)) {
+            return WEFT_ETIMEDOUT;
+        }
+        if (++idle_rounds < WEFT__AWAIT_SPIN_ROUNDS) {
+            ck_backoff_eb(&backoff);
+            continue;
+        }
+        /* About to block: make sure our own queued work gets taken. */
+        if (weft__deque_size_hint(&w->dq) > 0) {
+            weft__parker_wake(&ex->idle);
+        }
+        future_park(f, deadline_ns);
+        idle_rounds = 0;
+    }
+}
+
+static weft_status_t
+external_await(struct weft_future *f, uint64_t deadline_ns)
+{
+    ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
+    for (int i = 0;; i++) {
+        /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+        uint32_t s = weft__load_acq_u32(&f->state);
+        if (weft__future_state_done(s)) {
+            return f->status;
+        }
+        if (deadline_passed(deadline_ns)) {
+            return WEFT_ETIMEDOUT;
+        }
+        if (i < 16) {
+            ck_backoff_eb(&backoff);
+        } else {
+            future_park(f, deadline_ns);
+        }
+    }
+}
+
+/*
+ * Phase 1: if f sits in w's own deque, pop down to it. Returns true when f
+ * was run inline by its sole holder; then *st holds its status and, if
+ * free_it, the object is already back in the pool (value copied first).
+ */
+static inline bool
+await_own_deque(struct weft__worker *w, struct weft_future *f, bool free_it,
+                weft_value_t *value, weft_status_t *st)
+{
+    int64_t slot = f->slot;
+    /* Unpaired: the owner reads its own bottom. */
+    while (weft__load_relaxed_i64(&w->dq.bottom) > slot) {
+        struct weft_future *t = weft__deque_pop(&w->dq);
+        if (t == NULL) {
+            return false;
+        }
+        if (t != f) {
+            weft__task_run(w, t);
+            continue;
+        }
+        /* Relaxed: with one reference, held by us, nobody can change it. */
+        if (weft__load_relaxed_u32(&f->refs) != 1) {
+            weft__task_run(w, f);
+            return false;
+        }
+        /* Sole holder: nobody else can observe f, so no atomics. */
+        weft_status_t s = task_body(w, f);
+        task_after_body(f);
+        weft__counter_inc(&w->ended);
+        *st = s;
+        if (value != NULL && s == WEFT_OK) {
+            *value = f->value;
+        }
+        if (free_it) {
+            weft__pool_put(w, f);
+        } else {
+            f->status = s;
+            /* Unpaired: sole holder; no other thread can read f. */
+            weft__store_relaxed_u32(&f->state,
+                                    weft__load_relaxed_u32(&f->state) |
+                                        weft__phase_of_status(s));
+        }
+        return true;
+    }
+    return false;
+}
+
+static weft_status_t
+future_wait_common(struct weft_future *f, uint64_t deadline_ns)
+{
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+    if (weft__future_state_done(weft__load_acq_u32(&f->state))) {
+        return f->status;
+    }
+    struct weft__worker *w = weft__worker_of(f->ex);
+    if (w == NULL) {
+        return external_await(f, deadline_ns);
+    }
+    weft_status_t st;
+    if (f->spawner == w && await_own_deque(w, f, false, NULL, &st)) {
+        return st;
+    }
+    return worker_await(w, f, deadline_ns);
+}
+
+weft_status_t
+weft_future_wait(weft_future_t *f)
+{
+    if (f == NULL) {
+        return WEFT_EINVAL;
+    }
+    return future_wait_common(f, 0);
+}
+
+weft_status_t
+weft_future_wait_until(weft_future_t *f, uint64_t deadline_ns)
+{
+    if (f == NULL) {
+        return WEFT_EINVAL;
+    }
+    if (deadline_ns == 0) {
+        deadline_ns = 1; /* 0 means "no deadline" internally */
+    }
+    return future_wait_common(f, deadline_ns);
+}
+
+weft_status_t
+weft_join(weft_future_t *f, weft_value_t *value)
+{
+    if (f == NULL) {
+        return WEFT_EINVAL;
+    }
+    struct weft__worker *w = weft__worker_of(f->ex);
+    weft_status_t st;
+    if (w != NULL && f->spawner == w) {
+        /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+        if (!weft__future_state_done(weft__load_acq_u32(&f->state)) &&
+            await_own_deque(w, f, true, value, &st)) {
+            return st;
+        }
+    }
+    st = future_wait_common(f, 0);
+    if (value != NULL && st == WEFT_OK) {
+        *value = f->value;
+    }
+    (void)weft_future_release(f);
+    return st;
+}
+
+/* ---- inspection ------------------------------------------------------ */
+
+bool
+weft_future_is_done(const weft_future_t *f)
+{
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+    return f != NULL && weft__future_state_done(weft__load_acq_u32(&f->state));
+}
+
+weft_outcome_t
+weft_future_outcome(const weft_future_t *f)
+{
+    if (f == NULL) {
+        return WEFT_OUTCOME_PENDING;
+    }
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+    switch (weft__future_phase(weft__load_acq_u32(&f->state))) {
+    case WEFT__SUCCEEDED:
+        return WEFT_OUTCOME_SUCCEEDED;
+    case WEFT__FAILED:
+        return WEFT_OUTCOME_FAILED;
+    case WEFT__CANCELLED:
+        return WEFT_OUTCOME_CANCELLED;
+    default:
+        return WEFT_OUTCOME_PENDING;
+    }
+}
+
+weft_status_t
+weft_future_status(const weft_future_t *f)
+{
+    if (f == NULL) {
+        return WEFT_EINVAL;
+    }
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+    if (!weft__future_state_done(weft__load_acq_u32(&f->state))) {
+        return WEFT_EAGAIN;
+    }
+    return f->status;
+}
+
+weft_status_t
+weft_future_value(const weft_future_t *f, weft_value_t *out)
+{
+    if (f == NULL || out == NULL) {
+        return WEFT_EINVAL;
+    }
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+    if (!weft__future_state_done(weft__load_acq_u32(&f->state))) {
+        return WEFT_EAGAIN;
+    }
+    if (f->status == WEFT_OK) {
+        *out = f->value;
+    }
+    return f->status;
+}
+
+const char *
+weft_future_name(const weft_future_t *f)
+{
+    return f != NULL ? f->name : NULL;
+}
+
+uint64_t
+weft_future_id(const weft_future_t *f)
+{
+    return f != NULL ? f->id : 0;
+}
+
+/* ---- references ------------------------------------------------------ */
+
+weft_status_t
+weft_future_retain(weft_future_t *f)
+{
+    if (f == NULL) {
+        return WEFT_EINVAL;
+    }
+    /* Unpaired: the caller holds a reference, so the count cannot reach
+     * zero concurrently; the faa only has to be atomic. */
+    uint32_t old = weft__faa_u32(&f->refs, 1);
+    assert(old != 0 && "weft_future_retain on a released future");
+    (void)old;
+    return WEFT_OK;
+}
+
+weft_status_t
+weft_future_release(weft_future_t *f)
+{
+    if (f == NULL) {
+        return WEFT_EINVAL;
+    }
+    /*
+     * Drop our reference. Pairs with: the faa of other holders; the one
+     * that sees 1 is the last and decides below.
+     */
+    uint32_t old = weft__faa_u32(&f->refs, (uint32_t)-1);
+    assert(old != 0 && "weft_future_release: more releases than references");
+    if (old != 1) {
+        return WEFT_OK;
+    }
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+    uint32_t s = weft__load_acq_u32(&f->state);
+    for (;;) {
+        if (weft__future_state_done(s)) {
+            weft__pool_put(weft__worker_of(f->ex), f);
+            return WEFT_OK;
+        }
+        /*
+         * Hand the object to the completer.
+         * Pairs with: the outcome CAS in weft__future_complete_shared(),
+         * which frees when it sees DETACHED.
+         */
+        if (weft__cas_value_u32(&f->state, s, s | WEFT__F_DETACHED, &s)) {
+            return WEFT_OK;
+        }
+    }
+}
+
+/* ---- continuations --------------------------------------------------- */
+
+weft_status_t
+weft_future_then(weft_future_t *f, weft_fn_t fn, void *arg,
+                 weft_future_t **out)
+{
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (f == NULL || fn == NULL) {
+        return WEFT_EINVAL;
+    }
+    weft_executor_t *ex = f->ex;
+    struct weft__worker *w = weft__worker_of(ex);
+    struct weft_future *c =
+        w != NULL ? weft__pool_get(w) : weft__pool_get_external(ex);
+    if (c == NULL) {
+        return WEFT_ENOMEM;
+    }
+    future_init(c, fn, arg, out == NULL);
+    c->kind = WEFT__K_CONTINUATION;
+    c->antecedent = f;
+    if (w != NULL) {
+        c->id = w->next_id;
+        w->next_id += w->id_stride;
+    } else {
+        /* Relaxed: only uniqueness matters. */
+        c->id = weft__faa_u64(&ex->ext_next_id, ex->nworkers + 1);
+    }
+    (void)weft_future_retain(f);
+    if (out != NULL) {
+        *out = c;
+    }
+
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+    uint32_t s = weft__load_acq_u32(&f->state);
+    for (;;) {
+        if (weft__future_state_done(s)) {
+            cont_schedule(w, c);
+            return WEFT_OK;
+        }
+        if (s & WEFT__F_LOCK) {
+            weft__cpu_relax();
+            /* Pairs with: the unlock CAS below (another registrant). */
+            s = weft__load_acq_u32(&f->state);
+            continue;
+        }
+        /*
+         * Take the registration lock while the task has not ended.
+         * Pairs with: the outcome CAS in weft__future_complete_shared(),
+         * which waits for LOCK to clear.
+         */
+        if (weft__cas_value_u32(&f->state, s, s | WEFT__F_LOCK, &s)) {
+            break;
+        }
+    }
+    c->next = f->conts;
+    f->conts = c;
+    s |= WEFT__F_LOCK;
+    for (;;) {
+        /*
+         * Unlock and mark CONT, keeping a WAITER bit set meanwhile.
+         * Pairs with: the outcome CAS in weft__future_complete_shared(),
+         * which reads f->conts after seeing CONT.
+         */
+        if (weft__cas_value_u32(&f->state, s,
+                                (s & ~WEFT__F_LOCK) | WEFT__F_CONT, &s)) {
+            break;
+        }
+    }
+    return WEFT_OK;
+}
+
+/* ---- entry from outside and task context ----------------------------- */
+
+weft_status_t
+weft_executor_run(weft_executor_t *ex, weft_fn_t fn, void *arg,
+                  weft_value_t *value)
+{
+    weft_future_t *f = NULL;
+    weft_status_t st = weft_spawn(ex, fn, arg, &f);
+    if (st != WEFT_OK) {
+        return st;
+    }
+    return weft_join(f, value);
+}
+
+weft_executor_t *
+weft_task_executor(const weft_task_t *self)
+{
+    return self != NULL ? ((const struct weft_future *)self)->ex : NULL;
+}
+
+weft_future_t *
+weft_task_antecedent(const weft_task_t *self)
+{
+    return self != NULL ? ((const struct weft_future *)self)->antecedent
+                        : NULL;
+}
+
+uint64_t
+weft_task_id(const weft_task_t *self)
+{
+    return self != NULL ? ((const struct weft_future *)self)->id : 0;
+}

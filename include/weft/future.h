@@ -181,7 +181,7 @@ weft_status_t weft_future_release(weft_future_t *f);
 /* Name given at spawn (NULL if none). Borrowed for the future's life. */
 const char *weft_future_name(const weft_future_t *f);
 
-/* Executor-unique id of the task (1, 2, ...), 0 for NULL. */
+/* Executor-unique, nonzero id of the task; 0 for NULL. */
 uint64_t weft_future_id(const weft_future_t *f);
 
 /*
@@ -215,7 +215,7 @@ weft_executor_t *weft_task_executor(const weft_task_t *self);
  * continuation runs). NULL for other tasks. */
 weft_future_t *weft_task_antecedent(const weft_task_t *self);
 
-/* Executor-unique id of the running task. */
+/* Executor-unique, nonzero id of the running task. */
 uint64_t weft_task_id(const weft_task_t *self);
 
 /* Current CLOCK_MONOTONIC time in nanoseconds. Any thread. */

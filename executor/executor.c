@@ -1,0 +1,757 @@
+/*
+ * executor.c - worker threads, scheduling, pools, injection, shutdown.
+ *
+ * DESIGN
+ *
+ * Each worker owns a Chase-Lev deque (primitives/deque.h). A worker looks
+ * for work in this order: its own deque (LIFO pop), then one round of
+ * stealing starting at a random victim (FIFO steal), then the injection
+ * queue; every 64th look starts with the injection queue so that outside
+ * submissions are not starved by a worker that keeps feeding itself. When a
+ * whole pass finds nothing the worker spins briefly with ck_backoff, then
+ * parks on the executor's idle parker (primitives/parker.h, a ck_ec64).
+ *
+ * Spawning from a worker pushes on its own deque and then checks, with one
+ * relaxed load and no barrier, whether any worker sleeps
+ * (weft__parker_wake_hint). That check can miss a worker that is
+ * registering as a sleeper at the same instant; the miss costs latency,
+ * never a stranded task, because:
+ *   - the pusher is awake and will pop its own task unless it blocks;
+ *   - a worker blocks only in future_park(), which first wakes sleepers
+ *     with a full barrier (weft__parker_wake) when its deque is not empty;
+ *   - a sleeping worker also wakes on its own after WEFT__IDLE_BACKSTOP_MS
+ *     and looks again, which bounds the latency of a miss even if a task
+ *     body blocks the pusher in user code.
+ * Submissions from other threads go through the injection queue (a mutex
+ * and an intrusive FIFO: outside submission is not the fast path, and a
+ * mutex gives the simple FIFO fairness and shutdown check those callers
+ * need) and always wake with the barrier.
+ *
+ * Pools: a task/future object comes from the spawning worker's free list
+ * (no malloc, no atomic). Objects freed on a worker go to that worker's
+ * list (up to WEFT__LOCAL_FREE_MAX), others to the executor-wide Treiber
+ * stack, which is only ever emptied whole (fas), so it has no ABA. Slabs
+ * of WEFT__SLAB_OBJECTS objects are malloc'ed when both are empty and freed
+ * at destroy: memory is bounded by the peak number of live tasks plus the
+ * per-worker caches.
+ *
+ * Shutdown and quiescence: every task is counted once when queued
+ * (w->spawned on a worker, ex->ext_submitted from outside) and once when it
+ * ends (w->ended or ex->ext_ended). After shutdown begins no outside
+ * submission is accepted, so only running tasks can create tasks. The
+ * shutdown caller reads all "ended" counters (acquire), then all "spawned"
+ * counters (acquire). A task counted as ended was counted as spawned
+ * before (release/acquire along the deque or queue hand-off), so E <= S;
+ * if E == S, no task was live at the instant between the two passes, and
+ * since only live tasks spawn, none will ever be again.
+ *
+ * Invariants:
+ *  1. A task is taken for running exactly once: by the deque pop, a steal
+ *     CAS, or the injection queue under ext_lock.
+ *  2. Every queued task ends exactly once (future.c), and its end is
+ *     counted after any continuation it schedules is counted as queued.
+ *  3. Outside submissions are checked against run_state under ext_lock,
+ *     and run_state only moves forward (ACCEPTING -> DRAINING ->
+ *     CANCELLING) under ext_lock.
+ *  4. No thread parks with tasks in its deque without first waking idle
+ *     workers with a full barrier.
+ *  5. Future objects are freed to a pool only when ended and unreferenced;
+ *     slabs are freed only at destroy after every worker has exited.
+ */
+#include "executor.h"
+
+#include <weft/executor.h>
+#include <weft/future.h>
+
+#include <ck_backoff.h>
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WEFT__MAX_WORKERS 4096
+#define WEFT__IDLE_SPINS 24
+#define WEFT__IDLE_BACKSTOP_MS 100
+#define WEFT__STEAL_RETRIES 4
+
+__thread struct weft__worker *weft__tls_worker
+    __attribute__((tls_model("initial-exec")));
+
+#ifdef WEFT_TEST_SMALL_CAPACITY
+#define WEFT__DEQUE_LOG2 1
+#else
+#define WEFT__DEQUE_LOG2 10
+#endif
+
+/* ---- pools ----------------------------------------------------------- */
+
+static size_t
+pool_object_size(void)
+{
+    size_t s = sizeof(struct weft_future);
+    return (s + WEFT__CACHELINE - 1) & ~(size_t)(WEFT__CACHELINE - 1);
+}
+
+/* Allocate a slab and thread its objects into a list; NULL on failure. */
+static struct weft__slab *
+pool_slab_new(weft_executor_t *ex, struct weft_future **first,
+              struct weft_future **last)
+{
+    size_t osz = pool_object_size();
+    size_t total = WEFT__CACHELINE + osz * WEFT__SLAB_OBJECTS;
+    struct weft__slab *s = aligned_alloc(WEFT__CACHELINE, total);
+    if (s == NULL) {
+        return NULL;
+    }
+    char *base = (char *)s + WEFT__CACHELINE;
+    struct weft_future *prev = NULL;
+    for (int i = WEFT__SLAB_OBJECTS - 1; i >= 0; i--) {
+        struct weft_future *f = (struct weft_future *)(base + osz * i);
+        memset(f, 0, sizeof(*f));
+        f->ex = ex;
+        f->next = prev;
+        prev = f;
+    }
+    *first = prev;
+    *last = (struct weft_future *)(base + osz * (WEFT__SLAB_OBJECTS - 1));
+    return s;
+}
+
+/* Take every object from the executor-wide free stack. */
+static struct weft_future *
+pool_take_stack(weft_executor_t *ex)
+{
+    /* Relaxed: a cheap emptiness check before the locked exchange. */
+    if (weft__load_relaxed_ptr((void *const *)&ex->free_stack) == NULL) {
+        return NULL;
+    }
+    /*
+     * Take the whole stack: pop-all cannot suffer ABA.
+     * Pairs with: the CAS push in weft__pool_put_slow(); acquiring the
+     * objects' contents written before they were pushed.
+     */
+    return weft__fas_ptr((void **)&ex->free_stack, NULL);
+}
+
+struct weft_future *
+weft__pool_refill(struct weft__worker *w)
+{
+    struct weft_future *list = pool_take_stack(w->ex);
+    if (list == NULL) {
+        struct weft_future *last;
+        struct weft__slab *s = pool_slab_new(w->ex, &list, &last);
+        if (s == NULL) {
+            return NULL;
+        }
+        s->next = w->slabs;
+        w->slabs = s;
+        w->free_count += WEFT__SLAB_OBJECTS;
+    } else {
+        for (struct weft_future *p = list; p != NULL; p = p->next) {
+            w->free_count++;
+        }
+    }
+    struct weft_future *f = list;
+    w->free_list = f->next;
+    w->free_count--;
+    return f;
+}
+
+struct weft_future *
+weft__pool_get_external(weft_executor_t *ex)
+{
+    pthread_mutex_lock(&ex->ext_lock);
+    if (ex->ext_free == NULL) {
+        ex->ext_free = pool_take_stack(ex);
+    }
+    if (ex->ext_free == NULL) {
+        struct weft_future *last;
+        struct weft__slab *s = pool_slab_new(ex, &ex->ext_free, &last);
+        if (s != NULL) {
+            s->next = ex->ext_slabs;
+            ex->ext_slabs = s;
+        }
+    }
+    struct weft_future *f = ex->ext_free;
+    if (f != NULL) {
+        ex->ext_free = f->next;
+    }
+    pthread_mutex_unlock(&ex->ext_lock);
+    return f;
+}
+
+void
+weft__pool_put_slow(weft_executor_t *ex, struct weft__worker *w,
+                    struct weft_future *f)
+{
+    (void)w;
+    void *head = weft__load_relaxed_ptr((void *const *)&ex->free_stack);
+    for (;;) {
+        f->next = head;
+        /*
+         * Publish f (and its f->next) on the stack.
+         * Pairs with: the fas in pool_take_stack().
+         */
+        if (weft__cas_value_ptr((void **)&ex->free_stack, head, f, &head)) {
+            return;
+        }
+    }
+}
+
+/* ---- scheduling ------------------------------------------------------ */
+
+static inline uint64_t
+worker_rand(struct weft__worker *w)
+{
+    /* xorshift64: victim selection needs speed, not quality. */
+    uint64_t x = w->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    w->rng = x;
+    return x;
+}
+
+weft_status_t
+weft__exec_enqueue(weft_executor_t *ex, struct weft__worker *w,
+                   struct weft_future *f)
+{
+    if (w != NULL) {
+        weft_status_t st = weft__deque_push(&w->dq, f);
+        if (st != WEFT_OK) {
+            return st;
+        }
+        weft__counter_inc(&w->spawned);
+        weft__parker_wake_hint(&ex->idle);
+        return WEFT_OK;
+    }
+    pthread_mutex_lock(&ex->ext_lock);
+    if (ex->run_state != WEFT__RUN_ACCEPTING) {
+        pthread_mutex_unlock(&ex->ext_lock);
+        return WEFT_ESHUTDOWN;
+    }
+    f->next = NULL;
+    if (ex->inj_tail != NULL) {
+        ex->inj_tail->next = f;
+    } else {
+        ex->inj_head = f;
+    }
+    ex->inj_tail = f;
+    /* Relaxed: inj_count is a hint; the queue itself is read under
+     * ext_lock, whose unlock/lock pair orders f's fields. */
+    weft__store_relaxed_u64(&ex->inj_count, ex->inj_count + 1);
+    /* Relaxed: under ext_lock; the quiescence check reads it with
+     * acquire after taking the lock once (see shutdown). */
+    weft__store_rel_u64(&ex->ext_submitted, ex->ext_submitted + 1);
+    pthread_mutex_unlock(&ex->ext_lock);
+    /* Full-barrier wake: outside submitters are not on the fast path. */
+    weft__parker_wake(&ex->idle);
+    return WEFT_OK;
+}
+
+struct weft_future *
+weft__inject_take(weft_executor_t *ex)
+{
+    /* Relaxed: a hint; the queue is re-read under ext_lock. */
+    if (weft__load_relaxed_u64(&ex->inj_count) == 0) {
+        return NULL;
+    }
+    pthread_mutex_lock(&ex->ext_lock);
+    struct weft_future *f = ex->inj_head;
+    if (f != NULL) {
+        ex->inj_head = f->next;
+        if (ex->inj_head == NULL) {
+            ex->inj_tail = NULL;
+        }
+        /* Relaxed: see weft__exec_enqueue(). */
+        weft__store_relaxed_u64(&ex->inj_count, ex->inj_count - 1);
+    }
+    pthread_mutex_unlock(&ex->ext_lock);
+    return f;
+}
+
+struct weft_future *
+weft__worker_steal_from(struct weft__worker *w, struct weft__worker *v)
+{
+    for (int i = 0; i < WEFT__STEAL_RETRIES; i++) {
+        void *item = NULL;
+        enum weft__steal r = weft__deque_steal(&v->dq, &item);
+        if (r == WEFT__STEAL_OK) {
+            struct weft_future *f = item;
+            /* Relaxed: a hint for leapfrogging waiters (worker_await()). */
+            weft__store_relaxed_u32(&f->thief, w->index + 1);
+            weft__counter_inc(&w->stolen);
+            return f;
+        }
+        if (r == WEFT__STEAL_EMPTY) {
+            break;
+        }
+    }
+    weft__counter_inc(&w->steal_failed);
+    return NULL;
+}
+
+static struct weft_future *
+worker_steal_any(struct weft__worker *w)
+{
+    weft_executor_t *ex = w->ex;
+    unsigned int n = ex->nworkers;
+    if (n < 2) {
+        return NULL;
+    }
+    unsigned int start = (unsigned int)(worker_rand(w) % n);
+    for (unsigned int i = 0; i < n; i++) {
+        unsigned int v = start + i;
+        if (v >= n) {
+            v -= n;
+        }
+        if (v == w->index) {
+            continue;
+        }
+        struct weft__worker *victim = &ex->workers[v];
+        if (weft__deque_size_hint(&victim->dq) == 0) {
+            continue;
+        }
+        struct weft_future *f = weft__worker_steal_from(w, victim);
+        if (f != NULL) {
+            return f;
+        }
+    }
+    return NULL;
+}
+
+static struct weft_future *
+worker_take_injected(struct weft__worker *w)
+{
+    struct weft_future *f = weft__inject_take(w->ex);
+    if (f != NULL) {
+        weft__counter_inc(&w->injected);
+    }
+    return f;
+}
+
+struct weft_future *
+weft__worker_find(struct weft__worker *w)
+{
+    struct weft_future *f = weft__deque_pop(&w->dq);
+    if (f != NULL) {
+        return f;
+    }
+    if ((worker_rand(w) & 63) == 0 && (f = worker_take_injected(w)) != NULL) {
+        return f;
+    }
+    f = worker_steal_any(w);
+    if (f != NULL) {
+        return f;
+    }
+    return worker_take_injected(w);
+}
+
+static bool
+exec_quiescent(weft_executor_t *ex)
+{
+    uint64_t ended = 0;
+    uint64_t spawned = 0;
+    /*
+     * Ended counters first, then spawned ones (see the file comment).
+     * Pairs with: the release stores in weft__counter_inc() and
+     * weft__exec_enqueue().
+     */
+    ended += weft__load_acq_u64(&ex->ext_ended);
+    for (unsigned int i = 0; i < ex->nworkers; i++) {
+        /* Pairs with: weft__counter_inc(&w->ended). */
+        ended += weft__load_acq_u64(&ex->workers[i].ended);
+    }
+    /* Pairs with: the release store in weft__exec_enqueue(). */
+    spawned += weft__load_acq_u64(&ex->ext_submitted);
+    for (unsigned int i = 0; i < ex->nworkers; i++) {
+        /* Pairs with: weft__counter_inc(&w->spawned). */
+        spawned += weft__load_acq_u64(&ex->workers[i].spawned);
+    }
+    return ended == spawned;
+}
+
+static void
+deadline_after_ms(struct timespec *ts, long ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static bool
+worker_should_stop(struct weft__worker *w)
+{
+    /* Pairs with: the release store of ex->stop in weft_executor_destroy. */
+    return weft__load_acq_u32(&w->ex->stop) != 0;
+}
+
+static void
+worker_loop(struct weft__worker *w)
+{
+    weft_executor_t *ex = w->ex;
+    for (;;) {
+        struct weft_future *f = weft__worker_find(w);
+        if (f != NULL) {
+            weft__task_run(w, f);
+            continue;
+        }
+        ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
+        for (int i = 0; i < WEFT__IDLE_SPINS && f == NULL; i++) {
+            ck_backoff_eb(&backoff);
+            f = weft__worker_find(w);
+        }
+        if (f != NULL) {
+            weft__task_run(w, f);
+            continue;
+        }
+        if (worker_should_stop(w)) {
+            return;
+        }
+        uint64_t ticket = weft__parker_prepare(&ex->idle);
+        f = weft__worker_find(w);
+        if (f != NULL) {
+            weft__parker_cancel(&ex->idle);
+            weft__task_run(w, f);
+            continue;
+        }
+        if (worker_should_stop(w)) {
+            weft__parker_cancel(&ex->idle);
+            return;
+        }
+        /* Relaxed: a late view only delays a shutdown waiter until its
+         * own backstop. */
+        if (weft__load_relaxed_u32(&ex->run_state) != WEFT__RUN_ACCEPTING) {
+            weft__parker_wake(&ex->quiet);
+        }
+        weft__counter_inc(&w->parks);
+        struct timespec dl;
+        deadline_after_ms(&dl, WEFT__IDLE_BACKSTOP_MS);
+        (void)weft__parker_park(&ex->idle, ticket, &dl);
+    }
+}
+
+static void *
+worker_main(void *arg)
+{
+    struct weft__worker *w = arg;
+    weft_executor_t *ex = w->ex;
+    weft__tls_worker = w;
+    char name[32];
+    snprintf(name, sizeof(name), "%.10s-%u", ex->name_prefix, w->index);
+    name[15] = '\0'; /* the kernel keeps 15 characters */
+    pthread_setname_np(pthread_self(), name);
+    if (ex->cfg.on_worker_start != NULL) {
+        ex->cfg.on_worker_start(ex, w->index, ex->cfg.user_data);
+    }
+    worker_loop(w);
+    if (ex->cfg.on_worker_stop != NULL) {
+        ex->cfg.on_worker_stop(ex, w->index, ex->cfg.user_data);
+    }
+    weft__tls_worker = NULL;
+    return NULL;
+}
+
+/* ---- configuration --------------------------------------------------- */
+
+void
+weft_executor_config_init(weft_executor_config_t *cfg)
+{
+    if (cfg == NULL) {
+        return;
+    }
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+/* CPUs allowed by the cgroup v2 quota, or 0 when unlimited/unknown. */
+static unsigned int
+cgroup_cpu_limit(void)
+{
+    FILE *fp = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (fp == NULL) {
+        return 0;
+    }
+    char quota[32] = {0};
+    unsigned long period = 0;
+    unsigned int n = 0;
+    if (fscanf(fp, "%31s %lu", quota, &period) == 2 && period > 0 &&
+        strcmp(quota, "max") != 0) {
+        unsigned long q = strtoul(quota, NULL, 10);
+        n = (unsigned int)((q + period - 1) / period);
+    }
+    fclose(fp);
+    return n;
+}
+
+static unsigned int
+default_num_workers(void)
+{
+    const char *env = getenv("WEFT_NUM_THREADS");
+    if (env != NULL) {
+        char *end = NULL;
+        long v = strtol(env, &end, 10);
+        if (end != env && *end == '\0' && v > 0 && v <= WEFT__MAX_WORKERS) {
+            return (unsigned int)v;
+        }
+    }
+    unsigned int n = 0;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        n = (unsigned int)CPU_COUNT(&set);
+    }
+    if (n == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (unsigned int)c : 1;
+    }
+    unsigned int q = cgroup_cpu_limit();
+    if (q > 0 && q < n) {
+        n = q;
+    }
+    return n;
+}
+
+/* ---- lifecycle ------------------------------------------------------- */
+
+static void
+exec_free(weft_executor_t *ex)
+{
+    for (unsigned int i = 0; i < ex->nworkers; i++) {
+        struct weft__worker *w = &ex->workers[i];
+        struct weft__slab *s = w->slabs;
+        while (s != NULL) {
+            struct weft__slab *next = s->next;
+            free(s);
+            s = next;
+        }
+        weft__deque_fini(&w->dq);
+    }
+    struct weft__slab *s = ex->ext_slabs;
+    while (s != NULL) {
+        struct weft__slab *next = s->next;
+        free(s);
+        s = next;
+    }
+    pthread_mutex_destroy(&ex->ext_lock);
+    free(ex->workers);
+    free(ex);
+}
+
+static void
+exec_stop_and_join(weft_executor_t *ex)
+{
+    /* Pairs with: weft__load_acq_u32(&ex->stop) in worker_should_stop(). */
+    weft__store_rel_u32(&ex->stop, 1);
+    weft__parker_wake(&ex->idle);
+    for (unsigned int i = 0; i < ex->nworkers; i++) {
+        if (ex->workers[i].started) {
+            pthread_join(ex->workers[i].thread, NULL);
+            ex->workers[i].started = 0;
+        }
+    }
+}
+
+weft_status_t
+weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
+{
+    if (out == NULL) {
+        return WEFT_EINVAL;
+    }
+    weft_executor_config_t c;
+    if (cfg != NULL) {
+        c = *cfg;
+    } else {
+        weft_executor_config_init(&c);
+    }
+    if (c.num_workers > WEFT__MAX_WORKERS) {
+        return WEFT_EINVAL;
+    }
+    unsigned int n = c.num_workers != 0 ? c.num_workers : default_num_workers();
+
+    weft_executor_t *ex = aligned_alloc(WEFT__CACHELINE,
+                                        (sizeof(*ex) + WEFT__CACHELINE - 1) &
+                                            ~(size_t)(WEFT__CACHELINE - 1));
+    if (ex == NULL) {
+        return WEFT_ENOMEM;
+    }
+    memset(ex, 0, sizeof(*ex));
+    ex->cfg = c;
+    snprintf(ex->name_prefix, sizeof(ex->name_prefix), "%.10s",
+             c.thread_name_prefix != NULL ? c.thread_name_prefix : "weft");
+    ex->cfg.thread_name_prefix = ex->name_prefix;
+    weft__parker_init(&ex->idle);
+    weft__parker_init(&ex->quiet);
+    if (pthread_mutex_init(&ex->ext_lock, NULL) != 0) {
+        free(ex);
+        return WEFT_ESYS;
+    }
+    ex->workers = aligned_alloc(WEFT__CACHELINE,
+                                sizeof(struct weft__worker) * n);
+    if (ex->workers == NULL) {
+        pthread_mutex_destroy(&ex->ext_lock);
+        free(ex);
+        return WEFT_ENOMEM;
+    }
+    memset(ex->workers, 0, sizeof(struct weft__worker) * n);
+    ex->nworkers = n;
+    ex->ext_next_id = n + 1;
+    for (unsigned int i = 0; i < n; i++) {
+        struct weft__worker *w = &ex->workers[i];
+        w->ex = ex;
+        w->index = i;
+        w->rng = 0x9E3779B97F4A7C15ull * (i + 1) ^ (uintptr_t)ex;
+        if (w->rng == 0) {
+            w->rng = 1;
+        }
+        w->next_id = i + 1;
+        w->id_stride = (uint64_t)n + 1;
+        if (weft__deque_init(&w->dq, WEFT__DEQUE_LOG2) != WEFT_OK) {
+            ex->nworkers = i;
+            exec_free(ex);
+            return WEFT_ENOMEM;
+        }
+    }
+    for (unsigned int i = 0; i < n; i++) {
+        struct weft__worker *w = &ex->workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            exec_stop_and_join(ex);
+            exec_free(ex);
+            return WEFT_ESYS;
+        }
+        w->started = 1;
+    }
+    *out = ex;
+    return WEFT_OK;
+}
+
+weft_status_t
+weft_executor_shutdown(weft_executor_t *ex, weft_shutdown_mode_t mode)
+{
+    if (ex == NULL ||
+        (mode != WEFT_SHUTDOWN_DRAIN && mode != WEFT_SHUTDOWN_CANCEL)) {
+        return WEFT_EINVAL;
+    }
+    if (weft__worker_of(ex) != NULL) {
+        return WEFT_ESTATE;
+    }
+    uint32_t target = mode == WEFT_SHUTDOWN_CANCEL ? WEFT__RUN_CANCELLING
+                                                   : WEFT__RUN_DRAINING;
+    pthread_mutex_lock(&ex->ext_lock);
+    if (ex->run_state < target) {
+        /* Pairs with: the relaxed loads in weft__exec_cancelling() and
+         * worker_loop(); ordering with outside submissions is given by
+         * ext_lock. */
+        weft__store_rel_u32(&ex->run_state, target);
+    }
+    pthread_mutex_unlock(&ex->ext_lock);
+    /* Let sleeping workers see the new state and drain or cancel. */
+    weft__parker_wake(&ex->idle);
+    while (!exec_quiescent(ex)) {
+        uint64_t ticket = weft__parker_prepare(&ex->quiet);
+        if (exec_quiescent(ex)) {
+            weft__parker_cancel(&ex->quiet);
+            break;
+        }
+        struct timespec dl;
+        deadline_after_ms(&dl, 10);
+        (void)weft__parker_park(&ex->quiet, ticket, &dl);
+    }
+    return WEFT_OK;
+}
+
+/* Objects not in any free list: futures still held by the user. */
+static size_t
+exec_outstanding(weft_executor_t *ex)
+{
+    size_t total = 0;
+    size_t free_objs = 0;
+    for (unsigned int i = 0; i < ex->nworkers; i++) {
+        struct weft__worker *w = &ex->workers[i];
+        for (struct weft__slab *s = w->slabs; s != NULL; s = s->next) {
+            total += WEFT__SLAB_OBJECTS;
+        }
+        for (struct weft_future *f = w->free_list; f != NULL; f = f->next) {
+            free_objs++;
+        }
+    }
+    for (struct weft__slab *s = ex->ext_slabs; s != NULL; s = s->next) {
+        total += WEFT__SLAB_OBJECTS;
+    }
+    for (struct weft_future *f = ex->ext_free; f != NULL; f = f->next) {
+        free_objs++;
+    }
+    /* Pairs with: the CAS push in weft__pool_put_slow(). */
+    for (struct weft_future *f =
+             weft__load_acq_ptr((void *const *)&ex->free_stack);
+         f != NULL; f = f->next) {
+        free_objs++;
+    }
+    return total - free_objs;
+}
+
+weft_status_t
+weft_executor_destroy(weft_executor_t *ex)
+{
+    if (ex == NULL) {
+        return WEFT_EINVAL;
+    }
+    if (weft__worker_of(ex) != NULL) {
+        return WEFT_ESTATE;
+    }
+    weft_status_t st = weft_executor_shutdown(ex, WEFT_SHUTDOWN_DRAIN);
+    if (st != WEFT_OK) {
+        return st;
+    }
+    exec_stop_and_join(ex);
+    if (exec_outstanding(ex) != 0) {
+        return WEFT_EBUSY;
+    }
+    exec_free(ex);
+    return WEFT_OK;
+}
+
+unsigned int
+weft_executor_num_workers(const weft_executor_t *ex)
+{
+    return ex != NULL ? ex->nworkers : 0;
+}
+
+int
+weft_executor_worker_index(const weft_executor_t *ex)
+{
+    struct weft__worker *w = ex != NULL ? weft__worker_of(ex) : NULL;
+    return w != NULL ? (int)w->index : -1;
+}
+
+weft_status_t
+weft_executor_stats(const weft_executor_t *ex, unsigned int index,
+                    weft_worker_stats_t *out)
+{
+    if (ex == NULL || out == NULL || index >= ex->nworkers) {
+        return WEFT_EINVAL;
+    }
+    const struct weft__worker *w = &ex->workers[index];
+    /* Relaxed: statistics. */
+    out->spawned = weft__load_relaxed_u64(&w->spawned);
+    out->executed = weft__load_relaxed_u64(&w->executed);
+    out->stolen = weft__load_relaxed_u64(&w->stolen);
+    out->steal_failed = weft__load_relaxed_u64(&w->steal_failed);
+    out->injected = weft__load_relaxed_u64(&w->injected);
+    out->parks = weft__load_relaxed_u64(&w->parks);
+    return WEFT_OK;
+}
+
+uint64_t
+weft_clock_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}

@@ -1,0 +1,191 @@
+/*
+ * executor.h - workers, pools, the injection queue (internal).
+ *
+ * See executor.c for the scheduling design and its invariants.
+ */
+#ifndef WEFT_EXECUTOR_EXECUTOR_H
+#define WEFT_EXECUTOR_EXECUTOR_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <weft/executor.h>
+#include <weft/future.h>
+
+#include "executor/future.h"
+#include "primitives/atomics.h"
+#include "primitives/deque.h"
+#include "primitives/parker.h"
+
+/* Objects per pool slab, and the most a worker keeps in its free list
+ * before it hands objects to the executor-wide free stack. */
+#define WEFT__SLAB_OBJECTS 256
+#define WEFT__LOCAL_FREE_MAX 4096
+
+/* How deep a worker nests unrelated tasks while it waits (see
+ * worker_help() in future.c). */
+#define WEFT__HELP_DEPTH_MAX 16
+
+struct weft__slab {
+    struct weft__slab *next;
+    /* objects follow, cache-line aligned */
+};
+
+struct weft__worker {
+    struct weft__deque dq; /* own deque: owner pushes/pops, others steal */
+
+    /* Owner-only fields (read by others only as statistics). */
+    weft_executor_t *ex;
+    unsigned int index;
+    unsigned int help_depth;         /* nested helping (await) depth */
+    struct weft_future *free_list;   /* pool: owner only */
+    unsigned int free_count;
+    struct weft__slab *slabs;        /* slabs this worker allocated */
+    uint64_t rng;                    /* victim selection */
+    uint64_t next_id;                /* next task id this worker hands out */
+    uint64_t id_stride;              /* nworkers + 1: ids never collide */
+    pthread_t thread;
+    int started;
+
+    /* Counters: written by the owner with relaxed stores, read by
+     * anyone (weft_executor_stats, quiescence detection). */
+    uint64_t spawned;   /* tasks pushed on dq */
+    uint64_t ended;     /* tasks this worker completed (ran or cancelled) */
+    uint64_t executed;
+    uint64_t stolen;
+    uint64_t steal_failed;
+    uint64_t injected;
+    uint64_t parks;
+} __attribute__((aligned(WEFT__CACHELINE)));
+
+/* Executor run state (ex->run_state). */
+#define WEFT__RUN_ACCEPTING 0u
+#define WEFT__RUN_DRAINING 1u  /* shutdown(DRAIN): refuse outside spawns */
+#define WEFT__RUN_CANCELLING 2u /* shutdown(CANCEL): unstarted end cancelled */
+
+struct weft_executor {
+    unsigned int nworkers;
+    struct weft__worker *workers; /* array of nworkers */
+    struct weft__parker idle;     /* idle workers sleep here */
+    uint32_t run_state;           /* WEFT__RUN_*; written under ext_lock
+                                     with release, read relaxed/acquire */
+    uint32_t stop;                /* workers exit when set (destroy) */
+
+    /*
+     * ext_lock protects: the injection queue (inj_head, inj_tail), the
+     * executor-level slab list (ext_slabs) and free list (ext_free), ext_submitted/ext_ended
+     * updates from non-worker threads, and the run_state transitions.
+     */
+    pthread_mutex_t ext_lock;
+    struct weft_future *inj_head;
+    struct weft_future *inj_tail;
+    uint64_t inj_count;           /* written under ext_lock; read relaxed
+                                     as an emptiness hint */
+    struct weft__slab *ext_slabs;
+    struct weft_future *ext_free; /* free objects for outside spawns */
+    uint64_t ext_submitted;       /* tasks injected from outside */
+    uint64_t ext_ended;           /* tasks ended by non-worker threads */
+    uint64_t ext_next_id;
+
+    /* Executor-wide free stack: Treiber push (CAS), pop-all (fas), so no
+     * ABA. Fed by non-worker frees and by workers with full free lists. */
+    struct weft_future *free_stack;
+
+    struct weft__parker quiet;    /* shutdown waiters sleep here */
+
+    weft_executor_config_t cfg;
+    char name_prefix[16];
+};
+
+/* The worker running on this thread, or NULL. */
+extern __thread struct weft__worker *weft__tls_worker
+    __attribute__((tls_model("initial-exec")));
+
+/* The calling thread's worker if it belongs to ex, else NULL. */
+static inline struct weft__worker *
+weft__worker_of(const weft_executor_t *ex)
+{
+    struct weft__worker *w = weft__tls_worker;
+    return (w != NULL && w->ex == ex) ? w : NULL;
+}
+
+/* Slow paths of the pool. */
+struct weft_future *weft__pool_refill(struct weft__worker *w);
+struct weft_future *weft__pool_get_external(weft_executor_t *ex);
+void weft__pool_put_slow(weft_executor_t *ex, struct weft__worker *w,
+                         struct weft_future *f);
+
+/* Take a future object for a new task. NULL on allocation failure. */
+static inline struct weft_future *
+weft__pool_get(struct weft__worker *w)
+{
+    struct weft_future *f = w->free_list;
+    if (__builtin_expect(f == NULL, 0)) {
+        return weft__pool_refill(w);
+    }
+    w->free_list = f->next;
+    w->free_count--;
+    return f;
+}
+
+/* Return a future object. w is the calling worker (any executor's) or
+ * NULL; objects go to the caller's own pool when it belongs to f's
+ * executor, else to the executor-wide free stack. */
+static inline void
+weft__pool_put(struct weft__worker *w, struct weft_future *f)
+{
+    if (__builtin_expect(w != NULL && w->ex == f->ex &&
+                             w->free_count < WEFT__LOCAL_FREE_MAX,
+                         1)) {
+        f->next = w->free_list;
+        w->free_list = f;
+        w->free_count++;
+        return;
+    }
+    weft__pool_put_slow(f->ex, w, f);
+}
+
+/*
+ * Counter bump by the single writer (the owning worker).
+ * Pairs with: the acquire loads in exec_quiescent() (executor.c): a task's
+ * "spawned" count is visible before anything that observed the task's end.
+ * Release is free on x86; other readers (statistics) need no ordering.
+ */
+static inline void
+weft__counter_inc(uint64_t *c)
+{
+    weft__store_rel_u64(c, weft__load_relaxed_u64(c) + 1);
+}
+
+/*
+ * Queue f for execution: on w's deque (w must be the caller's worker of
+ * f->ex) or, with w NULL, on the injection queue.
+ * Returns WEFT_OK, WEFT_ENOMEM (deque growth failed), WEFT_ESHUTDOWN
+ * (injection refused). On failure f was not queued.
+ */
+weft_status_t weft__exec_enqueue(weft_executor_t *ex, struct weft__worker *w,
+                                 struct weft_future *f);
+
+/*
+ * Find one task to run for w: own deque, then a random victim, then the
+ * injection queue. Returns NULL if nothing was found in one pass.
+ */
+struct weft_future *weft__worker_find(struct weft__worker *w);
+
+/* Try to steal from victim worker v on behalf of w. NULL if none. */
+struct weft_future *weft__worker_steal_from(struct weft__worker *w,
+                                            struct weft__worker *v);
+
+/* Take one task from the injection queue, or NULL. */
+struct weft_future *weft__inject_take(weft_executor_t *ex);
+
+/* Whether unstarted tasks must end cancelled (shutdown CANCEL). */
+static inline bool
+weft__exec_cancelling(const weft_executor_t *ex)
+{
+    /* Relaxed: a late view runs one more task body, which DRAIN semantics
+     * allow; the transition is ordered by ext_lock for the shutdown call. */
+    return weft__load_relaxed_u32(&ex->run_state) == WEFT__RUN_CANCELLING;
+}
+
+#endif /* WEFT_EXECUTOR_EXECUTOR_H */

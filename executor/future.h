@@ -1,0 +1,127 @@
+/*
+ * future.h - the task/future object and its state machine (internal).
+ *
+ * A task and its future are one object, struct weft_future; the public
+ * weft_task_t is the same object seen from inside the running body. It
+ * comes from a per-worker pool (executor.h) and goes back there when the
+ * task has ended and no handle is left.
+ *
+ * The state word (f->state) carries the outcome and three flags:
+ *
+ *   bits 0-2  phase: QUEUED (not ended) or SUCCEEDED / FAILED / CANCELLED
+ *   WAITER    a thread may be futex-waiting on f->state
+ *   DETACHED  every handle was released before the end: the completer
+ *             frees the object
+ *   LOCK      a continuation is being registered (short spin lock)
+ *   CONT      continuations are queued on f->conts
+ *
+ * Who runs a task is decided by whoever takes it out of a deque (pop or
+ * steal CAS) or out of the injection queue: exactly one taker, so no
+ * per-task claim word is needed. How it ends is decided by one of two
+ * paths:
+ *
+ *  - shared completion (future_complete_shared): a CAS on f->state that
+ *    publishes the outcome with release semantics and returns the flags
+ *    seen, which say whether to wake waiters, schedule continuations or
+ *    free the object;
+ *
+ *  - the inline fast path in weft_join()/weft_future_wait(): the waiter
+ *    took its own task from its own deque and holds the only reference
+ *    (refs == 1). No other thread can know the object (waiting, retaining
+ *    and registering continuations all need a reference), so the outcome
+ *    is stored with plain stores and no locked instruction.
+ *
+ * docs/memory-model.md draws the completion/wait interleaving.
+ */
+#ifndef WEFT_EXECUTOR_FUTURE_H
+#define WEFT_EXECUTOR_FUTURE_H
+
+#include <stdint.h>
+
+#include <weft/future.h>
+
+#include "primitives/atomics.h"
+
+#define WEFT__PHASE_MASK 0x7u
+#define WEFT__QUEUED 0u
+#define WEFT__SUCCEEDED 1u
+#define WEFT__FAILED 2u
+#define WEFT__CANCELLED 3u
+#define WEFT__F_WAITER 0x10u
+#define WEFT__F_DETACHED 0x20u
+#define WEFT__F_LOCK 0x40u
+#define WEFT__F_CONT 0x80u
+
+/* Spawn-time, immutable flags (f->kind). */
+#define WEFT__K_CONTINUATION 0x1u /* f->antecedent is set and retained */
+
+struct weft__worker;
+
+struct weft_future {
+    /* Written at spawn by the spawner; read by the runner. */
+    weft_fn_t fn;
+    void *arg;
+    weft_executor_t *ex;
+    struct weft__worker *spawner; /* worker whose deque got it, or NULL */
+    uint32_t state;               /* see above; atomic */
+    uint32_t refs;                /* handles held; atomic */
+    weft_status_t status;         /* written by the runner before publish */
+    uint32_t thief;               /* index + 1 of the worker that stole
+                                     it; relaxed hint for leapfrogging */
+    weft_value_t value;           /* written by the runner before publish */
+    /* Cold fields. */
+    weft_release_fn_t release;    /* arg release hook or NULL */
+    struct weft_future *next;     /* pool / injection queue / cont links */
+    struct weft_future *conts;    /* continuation list, under F_LOCK */
+    struct weft_future *antecedent; /* for continuations: retained */
+    const char *name;
+    uint64_t id;
+    int64_t slot;     /* deque index it was pushed at (spawner's view) */
+    uint32_t kind;
+    uint32_t started; /* 1 once the body was entered; relaxed, info only */
+};
+
+static inline uint32_t
+weft__future_phase(uint32_t state)
+{
+    return state & WEFT__PHASE_MASK;
+}
+
+static inline bool
+weft__future_state_done(uint32_t state)
+{
+    return (state & WEFT__PHASE_MASK) != WEFT__QUEUED;
+}
+
+/* Phase for a status returned by a task body. */
+static inline uint32_t
+weft__phase_of_status(weft_status_t st)
+{
+    if (st == WEFT_OK) {
+        return WEFT__SUCCEEDED;
+    }
+    return st == WEFT_ECANCELED ? WEFT__CANCELLED : WEFT__FAILED;
+}
+
+/*
+ * Publish the outcome stored in f->status/f->value and act on the flags
+ * seen: wake waiters, schedule continuations, free a detached object.
+ * Called by whoever ran (or cancelled) the task. w is the calling worker
+ * or NULL. f must not be touched by the caller afterwards.
+ */
+void weft__future_complete_shared(struct weft__worker *w,
+                                  struct weft_future *f);
+
+/*
+ * Run a task that was taken from a deque or the injection queue and is
+ * not being awaited inline: the body (unless cancellation was requested
+ * first), the release hook, then shared completion. w may be NULL (a
+ * non-worker thread cancelling tasks at shutdown).
+ */
+void weft__task_run(struct weft__worker *w, struct weft_future *f);
+
+/* End a never-started task as cancelled with reason st (no body). */
+void weft__task_cancel_unstarted(struct weft__worker *w,
+                                 struct weft_future *f, weft_status_t st);
+
+#endif /* WEFT_EXECUTOR_FUTURE_H */
