@@ -149,16 +149,10 @@ weft__pool_refill(struct weft__worker *w)
         }
         s->next = w->slabs;
         w->slabs = s;
-        w->free_count += WEFT__SLAB_OBJECTS;
-    } else {
-        for (struct weft_future *p = list; p != NULL; p = p->next) {
-            w->free_count++;
-        }
     }
-    struct weft_future *f = list;
-    w->free_list = f->next;
-    w->free_count--;
-    return f;
+    w->free_count = 0;
+    w->free_list = list->next;
+    return list;
 }
 
 struct weft_future *
@@ -601,7 +595,6 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
     }
     memset(ex->workers, 0, sizeof(struct weft__worker) * n);
     ex->nworkers = n;
-    ex->ext_next_id = n + 1;
     for (unsigned int i = 0; i < n; i++) {
         struct weft__worker *w = &ex->workers[i];
         w->ex = ex;
@@ -610,8 +603,6 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
         if (w->rng == 0) {
             w->rng = 1;
         }
-        w->next_id = i + 1;
-        w->id_stride = (uint64_t)n + 1;
         if (weft__deque_init(&w->dq, WEFT__DEQUE_LOG2) != WEFT_OK) {
             ex->nworkers = i;
             exec_free(ex);
@@ -645,12 +636,18 @@ weft_executor_shutdown(weft_executor_t *ex, weft_shutdown_mode_t mode)
                                                    : WEFT__RUN_DRAINING;
     pthread_mutex_lock(&ex->ext_lock);
     if (ex->run_state < target) {
-        /* Pairs with: the relaxed loads in weft__exec_cancelling() and
+        /* Pairs with: the relaxed loads in spawn_external() and
          * worker_loop(); ordering with outside submissions is given by
          * ext_lock. */
         weft__store_rel_u32(&ex->run_state, target);
     }
     pthread_mutex_unlock(&ex->ext_lock);
+    if (target == WEFT__RUN_CANCELLING) {
+        for (unsigned int i = 0; i < ex->nworkers; i++) {
+            /* Relaxed: see weft__worker_cancelling(). */
+            weft__store_relaxed_u32(&ex->workers[i].cancelling, 1);
+        }
+    }
     /* Let sleeping workers see the new state and drain or cancel. */
     weft__parker_wake(&ex->idle);
     while (!exec_quiescent(ex)) {
@@ -740,7 +737,9 @@ weft_executor_stats(const weft_executor_t *ex, unsigned int index,
     const struct weft__worker *w = &ex->workers[index];
     /* Relaxed: statistics. */
     out->spawned = weft__load_relaxed_u64(&w->spawned);
-    out->executed = weft__load_relaxed_u64(&w->executed);
+    /* Every task a worker ended either ran or was cancelled unstarted. */
+    out->executed = weft__load_relaxed_u64(&w->ended) -
+                    weft__load_relaxed_u64(&w->cancelled);
     out->stolen = weft__load_relaxed_u64(&w->stolen);
     out->steal_failed = weft__load_relaxed_u64(&w->steal_failed);
     out->injected = weft__load_relaxed_u64(&w->injected);

@@ -14,6 +14,7 @@
 
 #include "executor/future.h"
 #include "primitives/atomics.h"
+#include "primitives/debug.h"
 #include "primitives/deque.h"
 #include "primitives/parker.h"
 
@@ -38,12 +39,13 @@ struct weft__worker {
     weft_executor_t *ex;
     unsigned int index;
     unsigned int help_depth;         /* nested helping (await) depth */
+    uint32_t cancelling;             /* copy of "run_state == CANCELLING",
+                                        set by shutdown; relaxed */
     struct weft_future *free_list;   /* pool: owner only */
-    unsigned int free_count;
+    unsigned int free_count;         /* objects received from other
+                                        paths since the last refill */
     struct weft__slab *slabs;        /* slabs this worker allocated */
     uint64_t rng;                    /* victim selection */
-    uint64_t next_id;                /* next task id this worker hands out */
-    uint64_t id_stride;              /* nworkers + 1: ids never collide */
     pthread_t thread;
     int started;
 
@@ -51,7 +53,7 @@ struct weft__worker {
      * anyone (weft_executor_stats, quiescence detection). */
     uint64_t spawned;   /* tasks pushed on dq */
     uint64_t ended;     /* tasks this worker completed (ran or cancelled) */
-    uint64_t executed;
+    uint64_t cancelled; /* tasks ended cancelled without running */
     uint64_t stolen;
     uint64_t steal_failed;
     uint64_t injected;
@@ -85,7 +87,7 @@ struct weft_executor {
     struct weft_future *ext_free; /* free objects for outside spawns */
     uint64_t ext_submitted;       /* tasks injected from outside */
     uint64_t ext_ended;           /* tasks ended by non-worker threads */
-    uint64_t ext_next_id;
+    uint64_t next_task_id;        /* faa: lazily assigned task ids */
 
     /* Executor-wide free stack: Treiber push (CAS), pop-all (fas), so no
      * ABA. Fed by non-worker frees and by workers with full free lists. */
@@ -124,22 +126,53 @@ weft__pool_get(struct weft__worker *w)
         return weft__pool_refill(w);
     }
     w->free_list = f->next;
-    w->free_count--;
     return f;
+}
+
+/* Restore the free-object invariant: cold fields zero (future.h). */
+static inline void
+weft__future_reset_cold(struct weft_future *f)
+{
+    if (__builtin_expect(weft__future_kind(f) != 0, 0)) {
+        f->release = NULL;
+        f->name = NULL;
+        f->antecedent = NULL;
+    }
+    f->conts = NULL;
+    f->id = 0;
+    f->started = 0;
+}
+
+/* Return an object to the calling worker's own list: the inline join
+ * path, where w spawned f, and f has only hot fields in use. */
+static inline void
+weft__pool_put_local(struct weft__worker *w, struct weft_future *f)
+{
+#if WEFT_DEBUG >= 1
+    f->fn = NULL;
+#endif
+    f->id = 0;
+    f->next = w->free_list;
+    w->free_list = f;
 }
 
 /* Return a future object. w is the calling worker (any executor's) or
  * NULL; objects go to the caller's own pool when it belongs to f's
- * executor, else to the executor-wide free stack. */
+ * executor (at most WEFT__LOCAL_FREE_MAX received this way between two
+ * refills), else to the executor-wide free stack. */
 static inline void
 weft__pool_put(struct weft__worker *w, struct weft_future *f)
 {
+    weft__future_reset_cold(f);
+#if WEFT_DEBUG >= 1
+    f->fn = NULL;
+#endif
     if (__builtin_expect(w != NULL && w->ex == f->ex &&
                              w->free_count < WEFT__LOCAL_FREE_MAX,
                          1)) {
+        w->free_count++;
         f->next = w->free_list;
         w->free_list = f;
-        w->free_count++;
         return;
     }
     weft__pool_put_slow(f->ex, w, f);
@@ -181,11 +214,12 @@ struct weft_future *weft__inject_take(weft_executor_t *ex);
 
 /* Whether unstarted tasks must end cancelled (shutdown CANCEL). */
 static inline bool
-weft__exec_cancelling(const weft_executor_t *ex)
+weft__worker_cancelling(const struct weft__worker *w)
 {
-    /* Relaxed: a late view runs one more task body, which DRAIN semantics
-     * allow; the transition is ordered by ext_lock for the shutdown call. */
-    return weft__load_relaxed_u32(&ex->run_state) == WEFT__RUN_CANCELLING;
+    /* Relaxed: a late view runs one more task body, which the shutdown
+     * contract allows (cancellation is cooperative); the per-worker copy
+     * saves a pointer chase on every task. */
+    return weft__load_relaxed_u32(&w->cancelling) != 0;
 }
 
 #endif /* WEFT_EXECUTOR_EXECUTOR_H */

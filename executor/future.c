@@ -72,10 +72,10 @@
 #include <weft/future.h>
 
 #include "executor.h"
+#include "primitives/debug.h"
 
 #include <ck_backoff.h>
 
-#include <assert.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -127,6 +127,10 @@ weft_outcome_name(weft_outcome_t outcome)
 
 /* ---- init and run ---------------------------------------------------- */
 
+/*
+ * Fill the hot line of a fresh object (cold fields are already zero: the
+ * free-object invariant in future.h).
+ */
 static inline void
 future_init(struct weft_future *f, weft_fn_t fn, void *arg, bool detached)
 {
@@ -145,40 +149,51 @@ future_init(struct weft_future *f, weft_fn_t fn, void *arg, bool detached)
     /* Unpaired: as above. */
     weft__store_relaxed_u32(&f->started, 0);
     f->value.u64 = 0;
-    f->release = NULL;
-    f->name = NULL;
-    f->kind = 0;
-    f->antecedent = NULL;
-    f->conts = NULL;
+}
+
+/* Set the optional cold fields of a fresh object. */
+static inline void
+future_set_cold(struct weft_future *f, weft_release_fn_t rel,
+                const char *name)
+{
+    uint32_t kind = 0;
+    if (rel != NULL) {
+        f->release = rel;
+        kind |= WEFT__K_RELEASE;
+    }
+    if (name != NULL) {
+        f->name = name;
+        kind |= WEFT__K_NAME;
+    }
+    /* Unpaired: f is still private (see future_init). */
+    weft__store_relaxed_u32(&f->refs, weft__load_relaxed_u32(&f->refs) |
+                                          kind << WEFT__KIND_SHIFT);
 }
 
 /* Run the body unless cancellation was requested first. On a worker. */
 static inline weft_status_t
 task_body(struct weft__worker *w, struct weft_future *f)
 {
-    if (__builtin_expect(weft__exec_cancelling(f->ex), 0)) {
+    if (__builtin_expect(weft__worker_cancelling(w), 0)) {
+        weft__counter_inc(&w->cancelled);
         return WEFT_ECANCELED;
     }
-    /* Relaxed: informational ("did the body start"). */
-    weft__store_relaxed_u32(&f->started, 1);
-    weft_status_t st = f->fn((weft_task_t *)f, f->arg, &f->value);
-    /* Relaxed: statistics. */
-    weft__store_relaxed_u64(&w->executed,
-                            weft__load_relaxed_u64(&w->executed) + 1);
-    return st;
+    return f->fn((weft_task_t *)f, f->arg, &f->value);
 }
 
 /* Work done after the body in every path: arg hook, antecedent ref. */
 static inline void
 task_after_body(struct weft_future *f)
 {
-    if (f->release != NULL) {
-        f->release(f->arg);
-    }
-    if (__builtin_expect(f->antecedent != NULL, 0)) {
-        struct weft_future *a = f->antecedent;
-        f->antecedent = NULL;
-        (void)weft_future_release(a);
+    if (__builtin_expect(weft__future_kind(f) != 0, 0)) {
+        if (f->release != NULL) {
+            f->release(f->arg);
+        }
+        if (f->antecedent != NULL) {
+            struct weft_future *a = f->antecedent;
+            f->antecedent = NULL;
+            (void)weft_future_release(a);
+        }
     }
 }
 
@@ -227,6 +242,8 @@ weft__future_complete_shared(struct weft__worker *w, struct weft_future *f)
 void
 weft__task_run(struct weft__worker *w, struct weft_future *f)
 {
+    /* Relaxed: informational ("did the body start"). */
+    weft__store_relaxed_u32(&f->started, 1);
     f->status = task_body(w, f);
     task_after_body(f);
     weft__future_complete_shared(w, f);
@@ -240,6 +257,9 @@ weft__task_cancel_unstarted(struct weft__worker *w, struct weft_future *f,
     f->status = st;
     task_after_body(f);
     weft__future_complete_shared(w, f);
+    if (w != NULL) {
+        weft__counter_inc(&w->cancelled);
+    }
 }
 
 /* Queue continuation c now that its antecedent has ended. */
@@ -285,12 +305,9 @@ spawn_external(weft_executor_t *ex, const weft_spawn_opts_t *opts,
         return WEFT_ENOMEM;
     }
     future_init(f, fn, arg, out == NULL);
-    f->release = rel;
-    f->name = opts != NULL ? opts->name : NULL;
+    future_set_cold(f, rel, opts != NULL ? opts->name : NULL);
     f->spawner = NULL;
     f->slot = 0;
-    /* Relaxed: only uniqueness matters. */
-    f->id = weft__faa_u64(&ex->ext_next_id, ex->nworkers + 1);
     weft_status_t st = weft__exec_enqueue(ex, NULL, f);
     if (st != WEFT_OK) {
         weft__pool_put(NULL, f);
@@ -305,54 +322,9 @@ spawn_external(weft_executor_t *ex, const weft_spawn_opts_t *opts,
     return WEFT_OK;
 }
 
-static inline weft_status_t
-spawn_local(struct weft__worker *w, weft_fn_t fn, void *arg,
-            weft_future_t **out, weft_release_fn_t rel, const char *name)
-{
-    struct weft_future *f = weft__pool_get(w);
-    if (__builtin_expect(f == NULL, 0)) {
-        return WEFT_ENOMEM;
-    }
-    future_init(f, fn, arg, out == NULL);
-    f->release = rel;
-    f->name = name;
-    f->spawner = w;
-    /* Unpaired: the owner reads its own bottom. */
-    f->slot = weft__load_relaxed_i64(&w->dq.bottom);
-    f->id = w->next_id;
-    w->next_id += w->id_stride;
-    weft_status_t st = weft__deque_push(&w->dq, f);
-    if (__builtin_expect(st != WEFT_OK, 0)) {
-        weft__pool_put(w, f);
-        return st;
-    }
-    weft__counter_inc(&w->spawned);
-    weft__parker_wake_hint(&w->ex->idle);
-    if (out != NULL) {
-        *out = f;
-    }
-    return WEFT_OK;
-}
-
-weft_status_t
-weft_spawn(weft_executor_t *ex, weft_fn_t fn, void *arg, weft_future_t **out)
-{
-    if (out != NULL) {
-        *out = NULL;
-    }
-    if (__builtin_expect(ex == NULL || fn == NULL, 0)) {
-        return WEFT_EINVAL;
-    }
-    struct weft__worker *w = weft__worker_of(ex);
-    if (__builtin_expect(w == NULL, 0)) {
-        return spawn_external(ex, NULL, fn, arg, out);
-    }
-    return spawn_local(w, fn, arg, out, NULL, NULL);
-}
-
-weft_status_t
-weft_spawn_ex(weft_executor_t *ex, const weft_spawn_opts_t *opts,
-              weft_fn_t fn, void *arg, weft_future_t **out)
+static weft_status_t __attribute__((noinline))
+spawn_slow(weft_executor_t *ex, const weft_spawn_opts_t *opts, weft_fn_t fn,
+           void *arg, weft_future_t **out)
 {
     if (out != NULL) {
         *out = NULL;
@@ -368,12 +340,94 @@ weft_spawn_ex(weft_executor_t *ex, const weft_spawn_opts_t *opts,
     if (w == NULL) {
         return spawn_external(ex, opts, fn, arg, out);
     }
-    weft_status_t st =
-        spawn_local(w, fn, arg, out, rel, opts != NULL ? opts->name : NULL);
-    if (st != WEFT_OK && rel != NULL) {
-        rel(arg);
+    struct weft_future *f = weft__pool_get(w);
+    if (f == NULL) {
+        if (rel != NULL) {
+            rel(arg);
+        }
+        return WEFT_ENOMEM;
     }
-    return st;
+    future_init(f, fn, arg, out == NULL);
+    future_set_cold(f, rel, opts != NULL ? opts->name : NULL);
+    f->spawner = w;
+    /* Unpaired: the owner reads its own bottom. */
+    f->slot = weft__load_relaxed_i64(&w->dq.bottom);
+    weft_status_t st = weft__deque_push(&w->dq, f);
+    if (st != WEFT_OK) {
+        weft__pool_put(w, f);
+        if (rel != NULL) {
+            rel(arg);
+        }
+        return st;
+    }
+    weft__counter_inc(&w->spawned);
+    weft__parker_wake_hint(&ex->idle);
+    if (out != NULL) {
+        *out = f;
+    }
+    return WEFT_OK;
+}
+
+static weft_status_t __attribute__((noinline))
+spawn_wake(weft_executor_t *ex)
+{
+    weft__parker_wake_slow(&ex->idle);
+    return WEFT_OK;
+}
+
+/*
+ * The spawn fast path: a worker of ex with a free object and room in its
+ * deque. No call, no locked instruction, no allocation; every other case
+ * is a tail call to spawn_slow(), so no register is saved here.
+ */
+weft_status_t
+weft_spawn(weft_executor_t *ex, weft_fn_t fn, void *arg, weft_future_t **out)
+{
+    struct weft__worker *w = weft__tls_worker;
+    if (__builtin_expect(w == NULL || w->ex != ex || fn == NULL ||
+                             out == NULL,
+                         0)) {
+        return spawn_slow(ex, NULL, fn, arg, out);
+    }
+    struct weft_future *f = w->free_list;
+    if (__builtin_expect(f == NULL, 0)) {
+        return spawn_slow(ex, NULL, fn, arg, out);
+    }
+    /* Unpaired: the owner reads its own bottom. */
+    int64_t b = weft__load_relaxed_i64(&w->dq.bottom);
+    f->fn = fn;
+    f->arg = arg;
+    f->spawner = w;
+    f->slot = b;
+    f->value.u64 = 0;
+    /*
+     * Unpaired: f is private until the push below publishes it
+     * (release store of bottom).
+     */
+    weft__store_relaxed_u32(&f->state, WEFT__QUEUED);
+    /* Unpaired: as above. */
+    weft__store_relaxed_u32(&f->refs, 1);
+    /* Unpaired: as above. */
+    weft__store_relaxed_u32(&f->thief, 0);
+    /* Unpaired: as above. */
+    weft__store_relaxed_u32(&f->started, 0);
+    if (__builtin_expect(!weft__deque_try_push(&w->dq, f), 0)) {
+        return spawn_slow(ex, NULL, fn, arg, out);
+    }
+    w->free_list = f->next;
+    weft__counter_inc(&w->spawned);
+    *out = f;
+    if (__builtin_expect(weft__parker_sleepers(&ex->idle) != 0, 0)) {
+        return spawn_wake(ex);
+    }
+    return WEFT_OK;
+}
+
+weft_status_t
+weft_spawn_ex(weft_executor_t *ex, const weft_spawn_opts_t *opts,
+              weft_fn_t fn, void *arg, weft_future_t **out)
+{
+    return spawn_slow(ex, opts, fn, arg, out);
 }
 
 /* ---- awaiting -------------------------------------------------------- */
@@ -495,11 +549,13 @@ await_own_deque(struct weft__worker *w, struct weft_future *f, bool free_it,
             continue;
         }
         /* Relaxed: with one reference, held by us, nobody can change it. */
-        if (weft__load_relaxed_u32(&f->refs) != 1) {
+        if ((weft__load_relaxed_u32(&f->refs) & WEFT__REFS_MASK) != 1) {
             weft__task_run(w, f);
             return false;
         }
         /* Sole holder: nobody else can observe f, so no atomics. */
+        /* Relaxed: informational. */
+        weft__store_relaxed_u32(&f->started, 1);
         weft_status_t s = task_body(w, f);
         task_after_body(f);
         weft__counter_inc(&w->ended);
@@ -524,6 +580,7 @@ await_own_deque(struct weft__worker *w, struct weft_future *f, bool free_it,
 static weft_status_t
 future_wait_common(struct weft_future *f, uint64_t deadline_ns)
 {
+    WEFT__ASSERT(weft__future_live(f));
     /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
     if (weft__future_state_done(weft__load_acq_u32(&f->state))) {
         return f->status;
@@ -560,12 +617,13 @@ weft_future_wait_until(weft_future_t *f, uint64_t deadline_ns)
     return future_wait_common(f, deadline_ns);
 }
 
-weft_status_t
-weft_join(weft_future_t *f, weft_value_t *value)
+static weft_status_t __attribute__((noinline))
+join_slow(struct weft_future *f, weft_value_t *value)
 {
     if (f == NULL) {
         return WEFT_EINVAL;
     }
+    WEFT__ASSERT(weft__future_live(f));
     struct weft__worker *w = weft__worker_of(f->ex);
     weft_status_t st;
     if (w != NULL && f->spawner == w) {
@@ -581,6 +639,45 @@ weft_join(weft_future_t *f, weft_value_t *value)
     }
     (void)weft_future_release(f);
     return st;
+}
+
+/*
+ * The fork-join fast path: f is the bottom item of the caller's own deque
+ * (the LIFO order of strict fork-join), so pop it and, holding the only
+ * reference, run it and recycle it with no atomics beyond the pop.
+ * Everything else goes to join_slow().
+ */
+weft_status_t
+weft_join(weft_future_t *f, weft_value_t *value)
+{
+    struct weft__worker *w = weft__tls_worker;
+    WEFT__ASSERT(f == NULL || weft__future_live(f));
+    /* Unpaired: the owner reads its own bottom. */
+    if (__builtin_expect(f != NULL && w != NULL && f->spawner == w &&
+                             weft__load_relaxed_i64(&w->dq.bottom) ==
+                                 f->slot + 1,
+                         1)) {
+        struct weft_future *t = weft__deque_pop(&w->dq);
+        /* Relaxed: with one reference, held by us, nobody can change it. */
+        /* Relaxed: refs == 1 means one handle (ours, so nobody can change
+         * it) and no cold fields (see future.h). */
+        if (__builtin_expect(t == f && weft__load_relaxed_u32(&f->refs) == 1,
+                             1)) {
+            weft_status_t st = task_body(w, f);
+            weft__counter_inc(&w->ended);
+            if (value != NULL && st == WEFT_OK) {
+                *value = f->value;
+            }
+            weft__pool_put_local(w, f);
+            return st;
+        }
+        if (t != NULL) {
+            /* f itself with company, or a younger task that reused f's
+             * slot after f was run by a helping pop. */
+            weft__task_run(w, t);
+        }
+    }
+    return join_slow(f, value);
 }
 
 /* ---- inspection ------------------------------------------------------ */
@@ -646,10 +743,28 @@ weft_future_name(const weft_future_t *f)
     return f != NULL ? f->name : NULL;
 }
 
+/* Lazily assigned executor-unique id (one faa, once per task). */
+static uint64_t
+future_id(struct weft_future *f)
+{
+    /* Pairs with: the CAS below by another thread asking at once. */
+    uint64_t id = weft__load_acq_u64(&f->id);
+    if (id != 0) {
+        return id;
+    }
+    /* Relaxed use: only uniqueness matters for the counter. */
+    uint64_t nid = weft__faa_u64(&f->ex->next_task_id, 1) + 1;
+    /* Publish the id once. Pairs with: the acquire load above. */
+    if (weft__cas_value_u64(&f->id, 0, nid, &id)) {
+        return nid;
+    }
+    return id;
+}
+
 uint64_t
 weft_future_id(const weft_future_t *f)
 {
-    return f != NULL ? f->id : 0;
+    return f != NULL ? future_id((struct weft_future *)f) : 0;
 }
 
 /* ---- references ------------------------------------------------------ */
@@ -662,8 +777,9 @@ weft_future_retain(weft_future_t *f)
     }
     /* Unpaired: the caller holds a reference, so the count cannot reach
      * zero concurrently; the faa only has to be atomic. */
+    WEFT__ASSERT(weft__future_live(f));
     uint32_t old = weft__faa_u32(&f->refs, 1);
-    assert(old != 0 && "weft_future_retain on a released future");
+    WEFT__ASSERT((old & WEFT__REFS_MASK) != 0);
     (void)old;
     return WEFT_OK;
 }
@@ -678,9 +794,11 @@ weft_future_release(weft_future_t *f)
      * Drop our reference. Pairs with: the faa of other holders; the one
      * that sees 1 is the last and decides below.
      */
+    WEFT__ASSERT(weft__future_live(f));
     uint32_t old = weft__faa_u32(&f->refs, (uint32_t)-1);
-    assert(old != 0 && "weft_future_release: more releases than references");
-    if (old != 1) {
+    /* More releases than references: caller misuse. */
+    WEFT__ASSERT((old & WEFT__REFS_MASK) != 0);
+    if ((old & WEFT__REFS_MASK) != 1) {
         return WEFT_OK;
     }
     /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
@@ -713,6 +831,7 @@ weft_future_then(weft_future_t *f, weft_fn_t fn, void *arg,
     if (f == NULL || fn == NULL) {
         return WEFT_EINVAL;
     }
+    WEFT__ASSERT(weft__future_live(f));
     weft_executor_t *ex = f->ex;
     struct weft__worker *w = weft__worker_of(ex);
     struct weft_future *c =
@@ -721,15 +840,11 @@ weft_future_then(weft_future_t *f, weft_fn_t fn, void *arg,
         return WEFT_ENOMEM;
     }
     future_init(c, fn, arg, out == NULL);
-    c->kind = WEFT__K_CONTINUATION;
+    /* Unpaired: c is still private. */
+    weft__store_relaxed_u32(&c->refs,
+                            weft__load_relaxed_u32(&c->refs) |
+                                WEFT__K_CONTINUATION << WEFT__KIND_SHIFT);
     c->antecedent = f;
-    if (w != NULL) {
-        c->id = w->next_id;
-        w->next_id += w->id_stride;
-    } else {
-        /* Relaxed: only uniqueness matters. */
-        c->id = weft__faa_u64(&ex->ext_next_id, ex->nworkers + 1);
-    }
     (void)weft_future_retain(f);
     if (out != NULL) {
         *out = c;
@@ -804,5 +919,5 @@ weft_task_antecedent(const weft_task_t *self)
 uint64_t
 weft_task_id(const weft_task_t *self)
 {
-    return self != NULL ? ((const struct weft_future *)self)->id : 0;
+    return self != NULL ? future_id((struct weft_future *)self) : 0;
 }

@@ -52,34 +52,62 @@
 #define WEFT__F_LOCK 0x40u
 #define WEFT__F_CONT 0x80u
 
-/* Spawn-time, immutable flags (f->kind). */
+/*
+ * f->refs holds the number of handles (bits 0-23) and, in bits 24-31,
+ * which cold fields are in use (WEFT__K_*). The kind bits are written
+ * before the object is published and never change while it lives, so the
+ * inline join's single test "refs == 1" means "one handle and no cold
+ * fields". The pool put resets the cold fields the kind bits name.
+ */
+#define WEFT__REFS_MASK 0x00FFFFFFu
+#define WEFT__KIND_SHIFT 24
 #define WEFT__K_CONTINUATION 0x1u /* f->antecedent is set and retained */
+#define WEFT__K_RELEASE 0x2u      /* f->release is set */
+#define WEFT__K_NAME 0x4u         /* f->name is set */
 
 struct weft__worker;
 
 struct weft_future {
-    /* Written at spawn by the spawner; read by the runner. */
+    /* Hot line: written at spawn by the spawner, read by the runner. */
     weft_fn_t fn;
     void *arg;
-    weft_executor_t *ex;
     struct weft__worker *spawner; /* worker whose deque got it, or NULL */
+    weft_executor_t *ex;          /* set when the slab is made; constant */
     uint32_t state;               /* see above; atomic */
-    uint32_t refs;                /* handles held; atomic */
-    weft_status_t status;         /* written by the runner before publish */
+    uint32_t refs;                /* handles | kind << 24; atomic */
     uint32_t thief;               /* index + 1 of the worker that stole
                                      it; relaxed hint for leapfrogging */
+    uint32_t started; /* 1 once the body was entered; relaxed, info only */
     weft_value_t value;           /* written by the runner before publish */
-    /* Cold fields. */
-    weft_release_fn_t release;    /* arg release hook or NULL */
+    int64_t slot;                 /* deque index it was pushed at */
+    /* Cold line. */
+    weft_status_t status;         /* written before the outcome publish */
+    weft_release_fn_t release;    /* arg release hook (K_RELEASE) */
     struct weft_future *next;     /* pool / injection queue / cont links */
     struct weft_future *conts;    /* continuation list, under F_LOCK */
-    struct weft_future *antecedent; /* for continuations: retained */
-    const char *name;
-    uint64_t id;
-    int64_t slot;     /* deque index it was pushed at (spawner's view) */
-    uint32_t kind;
-    uint32_t started; /* 1 once the body was entered; relaxed, info only */
+    struct weft_future *antecedent; /* K_CONTINUATION: retained */
+    const char *name;             /* K_NAME */
+    uint64_t id;                  /* 0 until first asked for (lazy) */
 };
+
+/*
+ * Debug builds poison a future's fn when it goes back to a pool, so a use
+ * after the last release is caught by WEFT__ASSERT(weft__future_live(f))
+ * at the API entry points (as long as the object was not reused yet).
+ */
+static inline bool
+weft__future_live(const struct weft_future *f)
+{
+    return f->fn != NULL;
+}
+
+/* Cold-field kind bits of f (immutable while f lives). */
+static inline uint32_t
+weft__future_kind(const struct weft_future *f)
+{
+    /* Relaxed: the kind bits were written before f was published. */
+    return weft__load_relaxed_u32(&f->refs) >> WEFT__KIND_SHIFT;
+}
 
 static inline uint32_t
 weft__future_phase(uint32_t state)

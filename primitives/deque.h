@@ -21,6 +21,7 @@
 #ifndef WEFT_PRIMITIVES_DEQUE_H
 #define WEFT_PRIMITIVES_DEQUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -86,30 +87,19 @@ weft__deque_size_hint(const struct weft__deque *dq)
 }
 
 /*
- * Push at the bottom. Owner only.
- * Returns: WEFT_OK, or WEFT_ENOMEM when the buffer had to grow and could
- * not (the item was not pushed). Never blocks.
+ * Push at the bottom if the buffer has room. Owner only.
+ * Returns: true when pushed; false when the buffer is full (nothing was
+ * pushed; call weft__deque_push(), which grows it). Never blocks, never
+ * allocates: this is the executor's spawn fast path.
  */
-static inline weft_status_t
-weft__deque_push(struct weft__deque *dq, void *item)
+static inline bool
+weft__deque_try_push(struct weft__deque *dq, void *item)
 {
     /* Unpaired: bottom and buf are written only by this thread. */
     int64_t b = weft__load_relaxed_i64(&dq->bottom);
     struct weft__deque_buf *a = dq->buf;
-
-    if (b - dq->top_cache > a->mask) {
-        /*
-         * Pairs with: the CAS on top in weft__deque_steal(); a fresh top
-         * tells whether the buffer is really full.
-         */
-        dq->top_cache = weft__load_acq_i64(&dq->top);
-        if (b - dq->top_cache > a->mask) {
-            weft_status_t st = weft__deque_grow(dq, b, dq->top_cache);
-            if (st != WEFT_OK) {
-                return st;
-            }
-            a = dq->buf;
-        }
+    if (__builtin_expect(b - dq->top_cache > a->mask, 0)) {
+        return false;
     }
     /* Relaxed: published by the release store of bottom just below. */
     weft__store_relaxed_ptr(&a->slot[b & a->mask], item);
@@ -118,6 +108,35 @@ weft__deque_push(struct weft__deque *dq, void *item)
      * Pairs with: weft__load_acq_i64(&dq->bottom) in weft__deque_steal().
      */
     weft__store_rel_i64(&dq->bottom, b + 1);
+    return true;
+}
+
+/*
+ * Push at the bottom, growing the buffer when it is full. Owner only.
+ * Returns: WEFT_OK, or WEFT_ENOMEM when the buffer had to grow and could
+ * not (the item was not pushed). Never blocks.
+ */
+static inline weft_status_t
+weft__deque_push(struct weft__deque *dq, void *item)
+{
+    if (__builtin_expect(weft__deque_try_push(dq, item), 1)) {
+        return WEFT_OK;
+    }
+    /* Unpaired: bottom is written only by this thread. */
+    int64_t b = weft__load_relaxed_i64(&dq->bottom);
+    /*
+     * Pairs with: the CAS on top in weft__deque_steal(); a fresh top
+     * tells whether the buffer is really full.
+     */
+    dq->top_cache = weft__load_acq_i64(&dq->top);
+    if (b - dq->top_cache > dq->buf->mask) {
+        weft_status_t st = weft__deque_grow(dq, b, dq->top_cache);
+        if (st != WEFT_OK) {
+            return st;
+        }
+    }
+    bool ok = weft__deque_try_push(dq, item);
+    (void)ok;
     return WEFT_OK;
 }
 
