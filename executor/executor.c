@@ -63,8 +63,6 @@
 #include <weft/executor.h>
 #include <weft/future.h>
 
-#include <ck_backoff.h>
-
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -74,7 +72,7 @@
 #include <unistd.h>
 
 #define WEFT__MAX_WORKERS 4096
-#define WEFT__IDLE_SPINS 24
+#define WEFT__IDLE_SPINS 20
 #define WEFT__IDLE_BACKSTOP_MS 100
 #define WEFT__STEAL_RETRIES 4
 

@@ -12,6 +12,15 @@
 #include <weft/executor.h>
 #include <weft/future.h>
 
+/*
+ * ck_backoff's default ceiling (2^20 iterations per round) would make an
+ * idle worker spin for milliseconds before it parks; 2^13 caps one round
+ * at a few microseconds, so the spin phases below last tens of
+ * microseconds (WEFT__IDLE_SPINS, WEFT__AWAIT_SPIN_ROUNDS).
+ */
+#define CK_BACKOFF_CEILING ((1 << 13) - 1)
+#include <ck_backoff.h>
+
 #include "executor/future.h"
 #include "primitives/atomics.h"
 #include "primitives/debug.h"

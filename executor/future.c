@@ -74,8 +74,6 @@
 #include "executor.h"
 #include "primitives/debug.h"
 
-#include <ck_backoff.h>
-
 #include <limits.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -401,16 +399,12 @@ weft_spawn(weft_executor_t *ex, weft_fn_t fn, void *arg, weft_future_t **out)
     f->slot = b;
     f->value.u64 = 0;
     /*
-     * Unpaired: f is private until the push below publishes it
-     * (release store of bottom).
+     * Unpaired: f is private until the push below publishes it (release
+     * store of bottom). One store sets state = QUEUED and refs = 1, one
+     * sets thief = started = 0 (little-endian layout, see future.h).
      */
-    weft__store_relaxed_u32(&f->state, WEFT__QUEUED);
-    /* Unpaired: as above. */
-    weft__store_relaxed_u32(&f->refs, 1);
-    /* Unpaired: as above. */
-    weft__store_relaxed_u32(&f->thief, 0);
-    /* Unpaired: as above. */
-    weft__store_relaxed_u32(&f->started, 0);
+    f->state_refs_init = (uint64_t)1 << 32;
+    f->thief_started_init = 0;
     if (__builtin_expect(!weft__deque_try_push(&w->dq, f), 0)) {
         return spawn_slow(ex, NULL, fn, arg, out);
     }
@@ -652,13 +646,13 @@ weft_join(weft_future_t *f, weft_value_t *value)
 {
     struct weft__worker *w = weft__tls_worker;
     WEFT__ASSERT(f == NULL || weft__future_live(f));
+    int64_t b;
     /* Unpaired: the owner reads its own bottom. */
     if (__builtin_expect(f != NULL && w != NULL && f->spawner == w &&
-                             weft__load_relaxed_i64(&w->dq.bottom) ==
+                             (b = weft__load_relaxed_i64(&w->dq.bottom)) ==
                                  f->slot + 1,
                          1)) {
-        struct weft_future *t = weft__deque_pop(&w->dq);
-        /* Relaxed: with one reference, held by us, nobody can change it. */
+        struct weft_future *t = weft__deque_pop_known(&w->dq, b);
         /* Relaxed: refs == 1 means one handle (ours, so nobody can change
          * it) and no cold fields (see future.h). */
         if (__builtin_expect(t == f && weft__load_relaxed_u32(&f->refs) == 1,

@@ -40,6 +40,10 @@
 
 #include <weft/future.h>
 
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "weft's future layout assumes a little-endian target"
+#endif
+
 #include "primitives/atomics.h"
 
 #define WEFT__PHASE_MASK 0x7u
@@ -73,11 +77,26 @@ struct weft_future {
     void *arg;
     struct weft__worker *spawner; /* worker whose deque got it, or NULL */
     weft_executor_t *ex;          /* set when the slab is made; constant */
-    uint32_t state;               /* see above; atomic */
-    uint32_t refs;                /* handles | kind << 24; atomic */
-    uint32_t thief;               /* index + 1 of the worker that stole
-                                     it; relaxed hint for leapfrogging */
-    uint32_t started; /* 1 once the body was entered; relaxed, info only */
+    /*
+     * state and refs are separate atomic words; the union only lets the
+     * spawner initialize both with one store while f is still private.
+     * Same for thief and started.
+     */
+    union {
+        struct {
+            uint32_t state; /* see above; atomic */
+            uint32_t refs;  /* handles | kind << 24; atomic */
+        };
+        uint64_t state_refs_init;
+    };
+    union {
+        struct {
+            uint32_t thief;   /* index + 1 of the worker that stole it;
+                                 relaxed hint for leapfrogging */
+            uint32_t started; /* 1 once the body was entered; relaxed */
+        };
+        uint64_t thief_started_init;
+    };
     weft_value_t value;           /* written by the runner before publish */
     int64_t slot;                 /* deque index it was pushed at */
     /* Cold line. */

@@ -141,15 +141,16 @@ weft__deque_push(struct weft__deque *dq, void *item)
 }
 
 /*
- * Pop from the bottom (LIFO). Owner only.
+ * Pop from the bottom (LIFO), given the value of bottom the owner just
+ * read (the owner is its only writer, so it cannot be stale). Owner only.
  * Returns: the item, or NULL when the deque is empty or a thief took the
- * last item. Never blocks; one locked instruction (xchg) per call.
+ * last item. Never blocks; one locked instruction (xchg) per call on a
+ * non-empty deque.
  */
 static inline void *
-weft__deque_pop(struct weft__deque *dq)
+weft__deque_pop_known(struct weft__deque *dq, int64_t bottom)
 {
-    /* Unpaired: bottom is written only by this thread. */
-    int64_t b = weft__load_relaxed_i64(&dq->bottom) - 1;
+    int64_t b = bottom - 1;
     struct weft__deque_buf *a = dq->buf;
 
     /*
@@ -196,6 +197,14 @@ weft__deque_pop(struct weft__deque *dq)
      */
     weft__store_relaxed_i64(&dq->bottom, b + 1);
     return item;
+}
+
+/* Pop from the bottom (LIFO). Owner only. See weft__deque_pop_known(). */
+static inline void *
+weft__deque_pop(struct weft__deque *dq)
+{
+    /* Unpaired: bottom is written only by this thread. */
+    return weft__deque_pop_known(dq, weft__load_relaxed_i64(&dq->bottom));
 }
 
 /*
