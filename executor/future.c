@@ -50,11 +50,12 @@
  *   Stack depth is bounded: phase 1 runs only tasks younger than the
  *   awaited one (as the sequential program would), leapfrogging runs only
  *   its descendants, and other help nests at most WEFT__HELP_DEPTH_MAX
- *   deep. Limitation: a waiter whose help depth is exhausted parks; on a
- *   1-worker executor, awaiting a task that only that worker could still
- *   run (for example one in the injection queue) then waits for the
- *   worker's idle backstop to never come. Awaiting unrelated work from
- *   deep inside nested waits is the pattern to avoid.
+ *   deep; a waiter whose help depth is exhausted parks for at most 1 ms
+ *   and then helps once more past the limit, so a task that only it could
+ *   still reach (for example in the injection queue of a 1-worker
+ *   executor) is never stranded: the stack grows by one frame per
+ *   millisecond of such waiting, not unboundedly fast. Awaiting unrelated
+ *   work from deep inside nested waits is the pattern to avoid.
  *
  * Invariants:
  *  1. f->state's phase leaves QUEUED exactly once, by a CAS (shared path)
@@ -81,6 +82,7 @@
 #include <unistd.h>
 
 #define WEFT__AWAIT_SPIN_ROUNDS 64
+#define WEFT__AWAIT_PARK_NS 1000000ull
 
 /* ---- futex on the state word ---------------------------------------- */
 
@@ -168,7 +170,10 @@ future_set_cold(struct weft_future *f, weft_release_fn_t rel,
                                           kind << WEFT__KIND_SHIFT);
 }
 
-/* Run the body unless cancellation was requested first. On a worker. */
+/*
+ * Run the body unless cancellation was requested first (inline join
+ * paths; weft__task_run is the general one). On a worker.
+ */
 static inline weft_status_t
 task_body(struct weft__worker *w, struct weft_future *f)
 {
@@ -240,24 +245,30 @@ weft__future_complete_shared(struct weft__worker *w, struct weft_future *f)
 void
 weft__task_run(struct weft__worker *w, struct weft_future *f)
 {
-    /* Relaxed: informational ("did the body start"). */
-    weft__store_relaxed_u32(&f->started, 1);
-    f->status = task_body(w, f);
+    if (__builtin_expect(weft__worker_cancelling(w), 0)) {
+        weft__counter_inc(&w->cancelled);
+        f->status = WEFT_ECANCELED;
+    } else {
+        /* Relaxed: informational ("did the body start"). */
+        weft__store_relaxed_u32(&f->started, 1);
+        f->status = f->fn((weft_task_t *)f, f->arg, &f->value);
+    }
     task_after_body(f);
     weft__future_complete_shared(w, f);
     weft__counter_inc(&w->ended);
 }
 
-void
-weft__task_cancel_unstarted(struct weft__worker *w, struct weft_future *f,
-                            weft_status_t st)
+/*
+ * End a task that was never queued (so never counted) with status st,
+ * without running it.
+ */
+static void
+future_end_unqueued(struct weft__worker *w, struct weft_future *f,
+                    weft_status_t st)
 {
     f->status = st;
     task_after_body(f);
     weft__future_complete_shared(w, f);
-    if (w != NULL) {
-        weft__counter_inc(&w->cancelled);
-    }
 }
 
 /* Queue continuation c now that its antecedent has ended. */
@@ -268,15 +279,15 @@ cont_schedule(struct weft__worker *w, struct weft_future *c)
     struct weft__worker *cw = (w != NULL && w->ex == ex) ? w : NULL;
     if (cw != NULL) {
         c->spawner = cw;
+        /* Unpaired: the owner reads its own bottom. */
         c->slot = weft__load_relaxed_i64(&cw->dq.bottom);
     } else {
         c->spawner = NULL;
     }
     weft_status_t st = weft__exec_enqueue(ex, cw, c);
     if (st != WEFT_OK) {
-        /* Never queued, so never counted: end it here. */
-        weft__task_cancel_unstarted(
-            cw, c, st == WEFT_ESHUTDOWN ? WEFT_ECANCELED : st);
+        future_end_unqueued(cw, c,
+                            st == WEFT_ESHUTDOWN ? WEFT_ECANCELED : st);
     }
 }
 
@@ -462,6 +473,7 @@ worker_await(struct weft__worker *w, struct weft_future *f,
     weft_executor_t *ex = w->ex;
     ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
     unsigned int idle_rounds = 0;
+    bool force_help = false;
     for (;;) {
         /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
         uint32_t s = weft__load_acq_u32(&f->state);
@@ -474,9 +486,10 @@ worker_await(struct weft__worker *w, struct weft_future *f,
         if (thief != 0 && thief - 1 != w->index && f->ex == ex) {
             t = weft__worker_steal_from(w, &ex->workers[thief - 1]);
         }
-        if (t == NULL && w->help_depth < WEFT__HELP_DEPTH_MAX) {
+        if (t == NULL && (w->help_depth < WEFT__HELP_DEPTH_MAX || force_help)) {
             t = weft__worker_find(w);
         }
+        force_help = false;
         if (t != NULL) {
             w->help_depth++;
             weft__task_run(w, t);
@@ -496,7 +509,18 @@ worker_await(struct weft__worker *w, struct weft_future *f,
         if (weft__deque_size_hint(&w->dq) > 0) {
             weft__parker_wake(&ex->idle);
         }
-        future_park(f, deadline_ns);
+        /*
+         * A worker parks for at most WEFT__AWAIT_PARK_NS, then helps once
+         * even past the depth limit: if every worker waited with its help
+         * depth exhausted, the task they wait for could otherwise sit in
+         * a deque nobody looks at.
+         */
+        uint64_t until = weft_clock_now_ns() + WEFT__AWAIT_PARK_NS;
+        if (deadline_ns != 0 && deadline_ns < until) {
+            until = deadline_ns;
+        }
+        future_park(f, until);
+        force_help = true;
         idle_rounds = 0;
     }
 }

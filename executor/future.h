@@ -167,8 +167,4 @@ void weft__future_complete_shared(struct weft__worker *w,
  */
 void weft__task_run(struct weft__worker *w, struct weft_future *f);
 
-/* End a never-started task as cancelled with reason st (no body). */
-void weft__task_cancel_unstarted(struct weft__worker *w,
-                                 struct weft_future *f, weft_status_t st);
-
 #endif /* WEFT_EXECUTOR_FUTURE_H */
