@@ -6,8 +6,9 @@
  * Each worker owns a Chase-Lev deque (primitives/deque.h). A worker looks
  * for work in this order: its own deque (LIFO pop), then one round of
  * stealing starting at a random victim (FIFO steal), then the injection
- * queue; every 64th look starts with the injection queue so that outside
- * submissions are not starved by a worker that keeps feeding itself. When a
+ * queue; about one look in 64 (chosen at random) starts with the injection
+ * queue so that outside submissions are not starved by a worker that
+ * keeps feeding itself. When a
  * whole pass finds nothing the worker spins briefly with ck_backoff, then
  * parks on the executor's idle parker (primitives/parker.h, a ck_ec64).
  *

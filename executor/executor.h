@@ -196,6 +196,7 @@ weft__pool_put(struct weft__worker *w, struct weft_future *f)
 static inline void
 weft__counter_inc(uint64_t *c)
 {
+    /* Pairs with: the acquire loads in exec_quiescent() (see above). */
     weft__store_rel_u64(c, weft__load_relaxed_u64(c) + 1);
 }
 

@@ -150,6 +150,13 @@ weft__fence_store_load(void)
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
+/* Order a preceding read-modify-write before later loads. */
+static inline void
+weft__fence_rmw_load(void)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 /*
  * Sequentially consistent fence between two loads (the thief's fence in the
  * Chase-Lev steal). See the ck mapping below for why it is free on TSO.
@@ -348,6 +355,18 @@ weft__fetch_or_u32(uint32_t *p, uint32_t bits)
         weft__cpu_relax();
     }
     return old;
+}
+
+/*
+ * Order a preceding read-modify-write (such as weft__fas_*) before later
+ * loads. Free on TSO, where locked instructions are full barriers; a real
+ * fence on weaker models, where an exchange alone does not order a later
+ * relaxed load (ck_pr_fence_atomic_load is ck's name for exactly this).
+ */
+static inline void
+weft__fence_rmw_load(void)
+{
+    ck_pr_fence_atomic_load();
 }
 
 /* A stand-alone store->load fence: mfence on x86. Cold paths only. */

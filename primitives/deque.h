@@ -169,6 +169,12 @@ weft__deque_pop_known(struct weft__deque *dq, int64_t bottom)
      * its load of top and its load of bottom.
      */
     (void)weft__fas_i64(&dq->bottom, b);
+    /*
+     * Free on x86 (the xchg is a full barrier); a real fence where an
+     * exchange does not order a later load (AArch64, POWER).
+     * Pairs with: the same counterpart as the exchange above.
+     */
+    weft__fence_rmw_load();
     /* Ordered after the exchange above; see its comment. */
     int64_t t = weft__load_relaxed_i64(&dq->top);
 
