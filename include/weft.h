@@ -11,6 +11,9 @@
 #include <weft/status.h>
 #include <weft/executor.h>
 #include <weft/future.h>
+#include <weft/error.h>
+#include <weft/errgroup.h>
+#include <weft/cancel.h>
 
 #define WEFT_VERSION_MAJOR 0
 #define WEFT_VERSION_MINOR 1

@@ -31,7 +31,8 @@ extern "C" {
     X(EDEADLINE, 11, "cancelled because a deadline passed")                 \
     X(ENOTFOUND, 12, "not found")                                           \
     X(ERANGE, 13, "value out of range")                                     \
-    X(EUSER, 64, "application-defined failure")
+    X(EUSER, 64, "application-defined failure")                             \
+    X(EALREADY, 65, "already done; this call came too late")
 
 /* Status code. WEFT_OK is 0; failures are positive. */
 typedef enum weft_status {

@@ -1,0 +1,129 @@
+/*
+ * alloc.c - malloc/free behind one entry point, with a test-only fault
+ * injector and leak counters.
+ *
+ * DESIGN
+ *
+ * The injector is a countdown. weft__alloc_set_fail_after(n) stores n;
+ * each allocation call that finds the countdown non-negative decrements it
+ * with a CAS, and the call that moves it from 0 to -1 fails. A negative
+ * countdown means disarmed, so the fast path is one relaxed load that
+ * finds it negative. The counters are two monotonic totals (allocated and
+ * freed) rather than one signed live count, so each is a plain
+ * fetch-and-add.
+ *
+ * Invariants:
+ *  1. At most one allocation call fails per arming: only the CAS that
+ *     takes the countdown from 0 to -1 fails its call, and -1 disarms.
+ *  2. weft__alloc_live() == blocks returned non-NULL by weft__alloc() or
+ *     by weft__realloc(NULL, n), minus non-NULL blocks passed to
+ *     weft__free().
+ *  3. None of these counters orders any other memory access; they are
+ *     statistics, read exactly only when the process is quiescent.
+ */
+#include "alloc.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "atomics.h"
+
+/* Injector countdown; -1 when disarmed. CAS by allocating threads. */
+static int64_t alloc_countdown = -1;
+/* Totals for the leak count and the injector. faa by any thread. */
+static uint64_t alloc_allocated;
+static uint64_t alloc_freed;
+static uint64_t alloc_injected;
+
+/* True when the injector says this call must fail. */
+static bool
+alloc_inject(void)
+{
+    /* Relaxed: the countdown orders nothing; the CAS below decides. */
+    int64_t c = weft__load_relaxed_i64(&alloc_countdown);
+    while (c >= 0) {
+        /*
+         * Take one step of the countdown; exactly one caller moves it
+         * from 0 to -1 and fails (invariant 1).
+         * Unpaired: the CAS only has to be atomic, it publishes no data
+         * (it is seq_cst because that is the CAS atomics.h offers).
+         */
+        if (weft__cas_i64(&alloc_countdown, c, c - 1)) {
+            if (c == 0) {
+                /* Unpaired: a statistic (invariant 3). */
+                (void)weft__faa_u64(&alloc_injected, 1);
+                return true;
+            }
+            return false;
+        }
+        /* Relaxed: lost the CAS; reload and retry. */
+        c = weft__load_relaxed_i64(&alloc_countdown);
+    }
+    return false;
+}
+
+void *
+weft__alloc(size_t n)
+{
+    if (alloc_inject()) {
+        return NULL;
+    }
+    void *p = malloc(n == 0 ? 1 : n);
+    if (p != NULL) {
+        /* Unpaired: a statistic (invariant 3). */
+        (void)weft__faa_u64(&alloc_allocated, 1);
+    }
+    return p;
+}
+
+void *
+weft__realloc(void *p, size_t n)
+{
+    if (alloc_inject()) {
+        return NULL;
+    }
+    void *q = realloc(p, n == 0 ? 1 : n);
+    if (q != NULL && p == NULL) {
+        /* Unpaired: a statistic (invariant 3). */
+        (void)weft__faa_u64(&alloc_allocated, 1);
+    }
+    return q;
+}
+
+void
+weft__free(void *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    /* Unpaired: a statistic (invariant 3). */
+    (void)weft__faa_u64(&alloc_freed, 1);
+    free(p);
+}
+
+void
+weft__alloc_set_fail_after(long n)
+{
+    /*
+     * Unpaired: arming is a test-only action made while no other thread
+     * allocates (see alloc.h); the value carries no other data.
+     */
+    weft__store_rel_i64(&alloc_countdown, n < 0 ? -1 : (int64_t)n);
+}
+
+int64_t
+weft__alloc_live(void)
+{
+    /* Relaxed: statistics, exact only when quiescent (invariant 3). */
+    uint64_t freed = weft__load_relaxed_u64(&alloc_freed);
+    /* Relaxed: as above. */
+    uint64_t allocated = weft__load_relaxed_u64(&alloc_allocated);
+    return (int64_t)(allocated - freed);
+}
+
+uint64_t
+weft__alloc_failures(void)
+{
+    /* Relaxed: a statistic (invariant 3). */
+    return weft__load_relaxed_u64(&alloc_injected);
+}
