@@ -30,7 +30,7 @@ weft_status_str(int status)
         WEFT_STATUS_MAP(WEFT__STATUS_STR)
 #undef WEFT__STATUS_STR
     default:
-        return status > WEFT_EUSER ? "application-defined failure"
+        return status >= WEFT_EUSER ? "application-defined failure"
                                    : "unknown status";
     }
 }

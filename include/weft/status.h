@@ -14,7 +14,10 @@ extern "C" {
 #endif
 
 /*
- * X(name, value, message). Append new codes at the end only.
+ * X(name, value, message). weft's own codes are 0..63 and only ever get
+ * added (never renumbered); 64 (WEFT_EUSER) and above belong to
+ * applications, which may return any value >= WEFT_EUSER from a task to
+ * mean their own failure kinds.
  */
 #define WEFT_STATUS_MAP(X)                                                  \
     X(OK, 0, "success")                                                     \
@@ -31,8 +34,8 @@ extern "C" {
     X(EDEADLINE, 11, "cancelled because a deadline passed")                 \
     X(ENOTFOUND, 12, "not found")                                           \
     X(ERANGE, 13, "value out of range")                                     \
-    X(EUSER, 64, "application-defined failure")                             \
-    X(EALREADY, 65, "already done; this call came too late")
+    X(EALREADY, 14, "already done; this call came too late")                \
+    X(EUSER, 64, "application-defined failure")
 
 /* Status code. WEFT_OK is 0; failures are positive. */
 typedef enum weft_status {
