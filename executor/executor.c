@@ -60,6 +60,7 @@
  *     slabs are freed only at destroy after every worker has exited.
  */
 #include "executor.h"
+#include "primitives/clock.h"
 
 #include <weft/executor.h>
 #include <weft/future.h>
@@ -749,7 +750,5 @@ weft_executor_stats(const weft_executor_t *ex, unsigned int index,
 uint64_t
 weft_clock_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return weft__clock_now_ns();
 }

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include <weft/error.h>
 #include <weft/executor.h>
 #include <weft/future.h>
 
@@ -146,6 +147,14 @@ weft__future_reset_cold(struct weft_future *f)
         f->release = NULL;
         f->name = NULL;
         f->antecedent = NULL;
+        f->token = NULL;
+        f->file = NULL;
+        f->func = NULL;
+        f->line = 0;
+    }
+    if (__builtin_expect(f->error != NULL, 0)) {
+        weft_error_release(f->error);
+        f->error = NULL;
     }
     f->conts = NULL;
     f->id = 0;
@@ -160,6 +169,10 @@ weft__pool_put_local(struct weft__worker *w, struct weft_future *f)
 #if WEFT_DEBUG >= 1
     f->fn = NULL;
 #endif
+    if (__builtin_expect(f->error != NULL, 0)) {
+        weft_error_release(f->error);
+        f->error = NULL;
+    }
     f->id = 0;
     f->next = w->free_list;
     w->free_list = f;

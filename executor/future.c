@@ -73,9 +73,12 @@
 #include <weft/future.h>
 
 #include "executor.h"
+#include "primitives/cancel.h"
 #include "primitives/debug.h"
+#include "primitives/error.h"
 
 #include <limits.h>
+#include <stdarg.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -151,19 +154,32 @@ future_init(struct weft_future *f, weft_fn_t fn, void *arg, bool detached)
     f->value.u64 = 0;
 }
 
-/* Set the optional cold fields of a fresh object. */
+/* Set the optional cold fields of a fresh, still private object. */
 static inline void
-future_set_cold(struct weft_future *f, weft_release_fn_t rel,
-                const char *name)
+future_set_cold(struct weft_future *f, const weft_spawn_opts_t *opts)
 {
+    if (opts == NULL) {
+        return;
+    }
     uint32_t kind = 0;
-    if (rel != NULL) {
-        f->release = rel;
+    if (opts->release != NULL) {
+        f->release = opts->release;
         kind |= WEFT__K_RELEASE;
     }
-    if (name != NULL) {
-        f->name = name;
+    if (opts->name != NULL) {
+        f->name = opts->name;
         kind |= WEFT__K_NAME;
+    }
+    if (opts->token != NULL) {
+        (void)weft_token_retain(opts->token);
+        f->token = opts->token;
+        kind |= WEFT__K_TOKEN;
+    }
+    if (opts->file != NULL || opts->func != NULL) {
+        f->file = opts->file;
+        f->func = opts->func;
+        f->line = opts->line;
+        kind |= WEFT__K_SITE;
     }
     /* Unpaired: f is still private (see future_init). */
     weft__store_relaxed_u32(&f->refs, weft__load_relaxed_u32(&f->refs) |
@@ -184,7 +200,10 @@ task_body(struct weft__worker *w, struct weft_future *f)
     return f->fn((weft_task_t *)f, f->arg, &f->value);
 }
 
-/* Work done after the body in every path: arg hook, antecedent ref. */
+/*
+ * Work done after the body (or instead of it) in every path: the arg
+ * hook, the continuation's reference to its antecedent, the token.
+ */
 static inline void
 task_after_body(struct weft_future *f)
 {
@@ -197,7 +216,104 @@ task_after_body(struct weft_future *f)
             f->antecedent = NULL;
             (void)weft_future_release(a);
         }
+        if (f->token != NULL) {
+            weft_token_release(f->token);
+            f->token = NULL;
+        }
     }
+}
+
+static uint64_t future_id(struct weft_future *f);
+
+/* Record origin (task name, id, spawn site) on an error only f holds. */
+static void
+future_stamp_error(struct weft_future *f, weft_error_t *e)
+{
+    (void)weft__error_set_task(e, f->name, future_id(f));
+    if (weft__future_kind(f) & WEFT__K_SITE) {
+        (void)weft__error_set_site(e, f->file, f->line, f->func);
+    }
+}
+
+/* Make the reason of a cancellation that f did not record itself. */
+static weft_error_t *
+future_cancel_reason(struct weft_future *f, weft_status_t why)
+{
+    weft_error_t *e = NULL;
+    if (f->token != NULL && weft_token_is_cancelled(f->token) &&
+        weft_token_reason(f->token, &e) == WEFT_OK && e != NULL) {
+        (void)weft_error_retain(e);
+        return e;
+    }
+    if (why == WEFT_ENOMEM) {
+        return weft__error_enomem();
+    }
+    if (why == WEFT_ESHUTDOWN) {
+        if (weft_error_create(&e, WEFT_ESHUTDOWN,
+                              "cancelled by executor shutdown") == WEFT_OK) {
+            future_stamp_error(f, e);
+        }
+        return e;
+    }
+    return weft__error_canceled();
+}
+
+/*
+ * Make f->error agree with f->status: an error with origin for a failure
+ * that recorded none, a reason for a cancellation, nothing for success.
+ * Runs on the runner's thread before the outcome is published.
+ */
+static void
+future_finish_error(struct weft_future *f, weft_status_t why)
+{
+    weft_status_t st = f->status;
+    if (st == WEFT_OK) {
+        if (__builtin_expect(f->error != NULL, 0)) {
+            weft_error_release(f->error);
+            f->error = NULL;
+        }
+        return;
+    }
+    if (f->error != NULL) {
+        return;
+    }
+    if (st == WEFT_ECANCELED) {
+        f->error = future_cancel_reason(f, why);
+        return;
+    }
+    weft_error_t *e = NULL;
+    if (weft_error_create(&e, st, "%s", weft_status_str(st)) == WEFT_OK) {
+        future_stamp_error(f, e);
+    }
+    f->error = e;
+}
+
+/*
+ * Run f's body, or end it cancelled without running when the executor is
+ * cancelling or f's token is cancelled; then settle f->error and run the
+ * after-body work. Every run path except the fork-join fast path in
+ * weft_join() goes through here. On a worker.
+ */
+static void
+task_execute(struct weft__worker *w, struct weft_future *f)
+{
+    weft_status_t why = WEFT_OK;
+    if (__builtin_expect(weft__worker_cancelling(w), 0)) {
+        why = WEFT_ESHUTDOWN;
+    } else if (__builtin_expect(f->token != NULL, 0) &&
+               weft_token_is_cancelled(f->token)) {
+        why = WEFT_ECANCELED;
+    }
+    if (why != WEFT_OK) {
+        weft__counter_inc(&w->cancelled);
+        f->status = WEFT_ECANCELED;
+    } else {
+        /* Relaxed: informational ("did the body start"). */
+        weft__store_relaxed_u32(&f->started, 1);
+        f->status = f->fn((weft_task_t *)f, f->arg, &f->value);
+    }
+    future_finish_error(f, why);
+    task_after_body(f);
 }
 
 static void cont_schedule(struct weft__worker *w, struct weft_future *c);
@@ -245,28 +361,21 @@ weft__future_complete_shared(struct weft__worker *w, struct weft_future *f)
 void
 weft__task_run(struct weft__worker *w, struct weft_future *f)
 {
-    if (__builtin_expect(weft__worker_cancelling(w), 0)) {
-        weft__counter_inc(&w->cancelled);
-        f->status = WEFT_ECANCELED;
-    } else {
-        /* Relaxed: informational ("did the body start"). */
-        weft__store_relaxed_u32(&f->started, 1);
-        f->status = f->fn((weft_task_t *)f, f->arg, &f->value);
-    }
-    task_after_body(f);
+    task_execute(w, f);
     weft__future_complete_shared(w, f);
     weft__counter_inc(&w->ended);
 }
 
 /*
- * End a task that was never queued (so never counted) with status st,
- * without running it.
+ * End a task that was never queued (so never counted) as cancelled
+ * without running it; st says why (WEFT_ESHUTDOWN or WEFT_ENOMEM).
  */
 static void
 future_end_unqueued(struct weft__worker *w, struct weft_future *f,
                     weft_status_t st)
 {
-    f->status = st;
+    f->status = WEFT_ECANCELED;
+    future_finish_error(f, st);
     task_after_body(f);
     weft__future_complete_shared(w, f);
 }
@@ -286,8 +395,9 @@ cont_schedule(struct weft__worker *w, struct weft_future *c)
     }
     weft_status_t st = weft__exec_enqueue(ex, cw, c);
     if (st != WEFT_OK) {
-        future_end_unqueued(cw, c,
-                            st == WEFT_ESHUTDOWN ? WEFT_ECANCELED : st);
+        /* Refused (shutdown) or no memory to queue it: it ends
+         * cancelled, with a reason saying which. */
+        future_end_unqueued(cw, c, st);
     }
 }
 
@@ -314,7 +424,7 @@ spawn_external(weft_executor_t *ex, const weft_spawn_opts_t *opts,
         return WEFT_ENOMEM;
     }
     future_init(f, fn, arg, out == NULL);
-    future_set_cold(f, rel, opts != NULL ? opts->name : NULL);
+    future_set_cold(f, opts);
     f->spawner = NULL;
     f->slot = 0;
     weft_status_t st = weft__exec_enqueue(ex, NULL, f);
@@ -357,7 +467,7 @@ spawn_slow(weft_executor_t *ex, const weft_spawn_opts_t *opts, weft_fn_t fn,
         return WEFT_ENOMEM;
     }
     future_init(f, fn, arg, out == NULL);
-    future_set_cold(f, rel, opts != NULL ? opts->name : NULL);
+    future_set_cold(f, opts);
     f->spawner = w;
     /* Unpaired: the owner reads its own bottom. */
     f->slot = weft__load_relaxed_i64(&w->dq.bottom);
@@ -459,16 +569,49 @@ future_park(struct weft_future *f, uint64_t deadline_ns)
     futex_wait_until(&f->state, s, deadline_ns);
 }
 
-static inline bool
-deadline_passed(uint64_t deadline_ns)
+/*
+ * What a wait gives up on: an explicit deadline (WEFT_ETIMEDOUT) and a
+ * token (WEFT_EINTERRUPTED, also when the token's own deadline passes).
+ */
+struct wait_limits {
+    uint64_t deadline_ns; /* 0: none */
+    weft_token_t *token;  /* NULL: none */
+};
+
+/* WEFT_OK to keep waiting, else the status the wait returns. */
+static inline weft_status_t
+wait_check_limits(const struct wait_limits *lim)
 {
-    return deadline_ns != 0 && weft_clock_now_ns() >= deadline_ns;
+    if (lim->token != NULL && weft_token_is_cancelled(lim->token)) {
+        return WEFT_EINTERRUPTED;
+    }
+    if (lim->deadline_ns != 0 && weft_clock_now_ns() >= lim->deadline_ns) {
+        return WEFT_ETIMEDOUT;
+    }
+    return WEFT_OK;
+}
+
+/* The earliest time a park must end to re-check the limits. */
+static inline uint64_t
+wait_park_until(const struct wait_limits *lim, uint64_t cap_ns)
+{
+    uint64_t until = cap_ns;
+    if (lim->deadline_ns != 0 && (until == 0 || lim->deadline_ns < until)) {
+        until = lim->deadline_ns;
+    }
+    if (lim->token != NULL) {
+        uint64_t td = weft__token_next_deadline(lim->token);
+        if (td != WEFT_DEADLINE_NONE && (until == 0 || td < until)) {
+            until = td == 0 ? 1 : td;
+        }
+    }
+    return until;
 }
 
 /* Phase 2 of a worker's wait (see the file comment). */
 static weft_status_t
 worker_await(struct weft__worker *w, struct weft_future *f,
-             uint64_t deadline_ns)
+             const struct wait_limits *lim)
 {
     weft_executor_t *ex = w->ex;
     ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
@@ -486,7 +629,8 @@ worker_await(struct weft__worker *w, struct weft_future *f,
         if (thief != 0 && thief - 1 != w->index && f->ex == ex) {
             t = weft__worker_steal_from(w, &ex->workers[thief - 1]);
         }
-        if (t == NULL && (w->help_depth < WEFT__HELP_DEPTH_MAX || force_help)) {
+        if (t == NULL &&
+            (w->help_depth < WEFT__HELP_DEPTH_MAX || force_help)) {
             t = weft__worker_find(w);
         }
         force_help = false;
@@ -498,8 +642,9 @@ worker_await(struct weft__worker *w, struct weft_future *f,
             backoff = CK_BACKOFF_INITIALIZER;
             continue;
         }
-        if (deadline_passed(deadline_ns)) {
-            return WEFT_ETIMEDOUT;
+        weft_status_t lst = wait_check_limits(lim);
+        if (lst != WEFT_OK) {
+            return lst;
         }
         if (++idle_rounds < WEFT__AWAIT_SPIN_ROUNDS) {
             ck_backoff_eb(&backoff);
@@ -515,18 +660,15 @@ worker_await(struct weft__worker *w, struct weft_future *f,
          * depth exhausted, the task they wait for could otherwise sit in
          * a deque nobody looks at.
          */
-        uint64_t until = weft_clock_now_ns() + WEFT__AWAIT_PARK_NS;
-        if (deadline_ns != 0 && deadline_ns < until) {
-            until = deadline_ns;
-        }
-        future_park(f, until);
+        future_park(f, wait_park_until(lim, weft_clock_now_ns() +
+                                                WEFT__AWAIT_PARK_NS));
         force_help = true;
         idle_rounds = 0;
     }
 }
 
 static weft_status_t
-external_await(struct weft_future *f, uint64_t deadline_ns)
+external_await(struct weft_future *f, const struct wait_limits *lim)
 {
     ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
     for (int i = 0;; i++) {
@@ -535,13 +677,14 @@ external_await(struct weft_future *f, uint64_t deadline_ns)
         if (weft__future_state_done(s)) {
             return f->status;
         }
-        if (deadline_passed(deadline_ns)) {
-            return WEFT_ETIMEDOUT;
+        weft_status_t lst = wait_check_limits(lim);
+        if (lst != WEFT_OK) {
+            return lst;
         }
         if (i < 16) {
             ck_backoff_eb(&backoff);
         } else {
-            future_park(f, deadline_ns);
+            future_park(f, wait_park_until(lim, 0));
         }
     }
 }
@@ -551,7 +694,7 @@ external_await(struct weft_future *f, uint64_t deadline_ns)
  * was run inline by its sole holder; then *st holds its status and, if
  * free_it, the object is already back in the pool (value copied first).
  */
-static inline bool
+static bool
 await_own_deque(struct weft__worker *w, struct weft_future *f, bool free_it,
                 weft_value_t *value, weft_status_t *st)
 {
@@ -572,23 +715,19 @@ await_own_deque(struct weft__worker *w, struct weft_future *f, bool free_it,
             return false;
         }
         /* Sole holder: nobody else can observe f, so no atomics. */
-        /* Relaxed: informational. */
-        weft__store_relaxed_u32(&f->started, 1);
-        weft_status_t s = task_body(w, f);
-        task_after_body(f);
+        task_execute(w, f);
         weft__counter_inc(&w->ended);
-        *st = s;
-        if (value != NULL && s == WEFT_OK) {
+        *st = f->status;
+        if (value != NULL && f->status == WEFT_OK) {
             *value = f->value;
         }
         if (free_it) {
             weft__pool_put(w, f);
         } else {
-            f->status = s;
             /* Unpaired: sole holder; no other thread can read f. */
             weft__store_relaxed_u32(&f->state,
                                     weft__load_relaxed_u32(&f->state) |
-                                        weft__phase_of_status(s));
+                                        weft__phase_of_status(f->status));
         }
         return true;
     }
@@ -596,7 +735,7 @@ await_own_deque(struct weft__worker *w, struct weft_future *f, bool free_it,
 }
 
 static weft_status_t
-future_wait_common(struct weft_future *f, uint64_t deadline_ns)
+future_wait_common(struct weft_future *f, const struct wait_limits *lim)
 {
     WEFT__ASSERT(weft__future_live(f));
     /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
@@ -605,13 +744,13 @@ future_wait_common(struct weft_future *f, uint64_t deadline_ns)
     }
     struct weft__worker *w = weft__worker_of(f->ex);
     if (w == NULL) {
-        return external_await(f, deadline_ns);
+        return external_await(f, lim);
     }
     weft_status_t st;
     if (f->spawner == w && await_own_deque(w, f, false, NULL, &st)) {
         return st;
     }
-    return worker_await(w, f, deadline_ns);
+    return worker_await(w, f, lim);
 }
 
 weft_status_t
@@ -620,7 +759,8 @@ weft_future_wait(weft_future_t *f)
     if (f == NULL) {
         return WEFT_EINVAL;
     }
-    return future_wait_common(f, 0);
+    struct wait_limits lim = {0, NULL};
+    return future_wait_common(f, &lim);
 }
 
 weft_status_t
@@ -629,10 +769,51 @@ weft_future_wait_until(weft_future_t *f, uint64_t deadline_ns)
     if (f == NULL) {
         return WEFT_EINVAL;
     }
-    if (deadline_ns == 0) {
-        deadline_ns = 1; /* 0 means "no deadline" internally */
+    /* 0 means "no deadline" internally; time 0 has passed anyway. */
+    struct wait_limits lim = {deadline_ns == 0 ? 1 : deadline_ns, NULL};
+    return future_wait_common(f, &lim);
+}
+
+/* Token callback of weft_future_wait_for: wake the waiter parked on f. */
+static void
+wait_token_wake(void *arg, weft_error_t *reason)
+{
+    (void)reason;
+    struct weft_future *f = arg;
+    futex_wake_all(&f->state);
+}
+
+weft_status_t
+weft_future_wait_for(weft_future_t *f, weft_token_t *token,
+                     uint64_t deadline_ns)
+{
+    if (f == NULL) {
+        return WEFT_EINVAL;
     }
-    return future_wait_common(f, deadline_ns);
+    struct wait_limits lim = {deadline_ns, token};
+    if (token == NULL) {
+        return future_wait_common(f, &lim);
+    }
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+    if (weft__future_state_done(weft__load_acq_u32(&f->state))) {
+        return f->status;
+    }
+    if (weft_token_is_cancelled(token)) {
+        return WEFT_EINTERRUPTED;
+    }
+    /*
+     * The callback wakes a park on f->state when the token is cancelled
+     * (a spurious wake for other waiters, which re-check). We hold a
+     * reference to f until after the deregistration, which waits for a
+     * running callback, so the callback never touches a freed f.
+     */
+    struct weft__token_cb cb;
+    weft_status_t rs = weft__token_register(token, &cb, wait_token_wake, f);
+    weft_status_t st = future_wait_common(f, &lim);
+    if (rs == WEFT_OK) {
+        (void)weft__token_deregister(&cb);
+    }
+    return st;
 }
 
 static weft_status_t __attribute__((noinline))
@@ -651,7 +832,8 @@ join_slow(struct weft_future *f, weft_value_t *value)
             return st;
         }
     }
-    st = future_wait_common(f, 0);
+    struct wait_limits lim = {0, NULL};
+    st = future_wait_common(f, &lim);
     if (value != NULL && st == WEFT_OK) {
         *value = f->value;
     }
@@ -662,8 +844,8 @@ join_slow(struct weft_future *f, weft_value_t *value)
 /*
  * The fork-join fast path: f is the bottom item of the caller's own deque
  * (the LIFO order of strict fork-join), so pop it and, holding the only
- * reference, run it and recycle it with no atomics beyond the pop.
- * Everything else goes to join_slow().
+ * reference and no cold fields (refs == 1), run it and recycle it with no
+ * atomics beyond the pop. Everything else goes to join_slow().
  */
 weft_status_t
 weft_join(weft_future_t *f, weft_value_t *value)
@@ -938,4 +1120,86 @@ uint64_t
 weft_task_id(const weft_task_t *self)
 {
     return self != NULL ? future_id((struct weft_future *)self) : 0;
+}
+
+weft_token_t *
+weft_task_token(const weft_task_t *self)
+{
+    return self != NULL ? ((const struct weft_future *)self)->token : NULL;
+}
+
+bool
+weft_task_is_cancelled(const weft_task_t *self)
+{
+    const struct weft_future *f = (const struct weft_future *)self;
+    return f != NULL && f->token != NULL && weft_token_is_cancelled(f->token);
+}
+
+/* Attach e (a reference the task now owns) as the task's failure. */
+static void
+task_record_error(struct weft_future *f, weft_error_t *e)
+{
+    if (f->error != NULL) {
+        weft_error_release(f->error);
+    }
+    f->error = e;
+}
+
+weft_status_t
+weft_task_fail(weft_task_t *self, int code, const char *fmt, ...)
+{
+    if (self == NULL || code == WEFT_OK || code == WEFT_ECANCELED) {
+        return WEFT_EINVAL;
+    }
+    struct weft_future *f = (struct weft_future *)self;
+    weft_error_t *e = NULL;
+    weft_status_t st;
+    if (fmt == NULL) {
+        st = weft_error_create(&e, code, "%s", weft_status_str(code));
+    } else {
+        va_list ap;
+        va_start(ap, fmt);
+        st = weft_error_createv(&e, code, fmt, ap);
+        va_end(ap);
+    }
+    if (st == WEFT_OK) {
+        future_stamp_error(f, e);
+    }
+    /* On ENOMEM, e is the static out-of-memory error (never NULL). */
+    task_record_error(f, e);
+    return (weft_status_t)code;
+}
+
+weft_status_t
+weft_task_fail_with(weft_task_t *self, weft_error_t *err)
+{
+    if (self == NULL || err == NULL) {
+        return WEFT_EINVAL;
+    }
+    int code = weft_error_status(err);
+    if (code == WEFT_OK || code == WEFT_ECANCELED) {
+        return WEFT_EINVAL;
+    }
+    struct weft_future *f = (struct weft_future *)self;
+    /* Before taking our reference: the origin setters only write an error
+     * whose one reference is the caller's (they return WEFT_EBUSY on a
+     * shared error, which then keeps the origin it has). */
+    future_stamp_error(f, err);
+    (void)weft_error_retain(err);
+    task_record_error(f, err);
+    return (weft_status_t)code;
+}
+
+weft_error_t *
+weft_future_error(const weft_future_t *f)
+{
+    if (f == NULL) {
+        return NULL;
+    }
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+    uint32_t s = weft__load_acq_u32(&f->state);
+    if (!weft__future_state_done(s)) {
+        return NULL;
+    }
+    return f->error;
 }

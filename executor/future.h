@@ -68,6 +68,8 @@
 #define WEFT__K_CONTINUATION 0x1u /* f->antecedent is set and retained */
 #define WEFT__K_RELEASE 0x2u      /* f->release is set */
 #define WEFT__K_NAME 0x4u         /* f->name is set */
+#define WEFT__K_TOKEN 0x8u        /* f->token is set and retained */
+#define WEFT__K_SITE 0x10u        /* f->file/line/func are set */
 
 struct weft__worker;
 
@@ -107,6 +109,13 @@ struct weft_future {
     struct weft_future *antecedent; /* K_CONTINUATION: retained */
     const char *name;             /* K_NAME */
     uint64_t id;                  /* 0 until first asked for (lazy) */
+    weft_token_t *token;          /* K_TOKEN: retained until the end */
+    weft_error_t *error;          /* failure or cancellation reason;
+                                     written by the runner before the
+                                     outcome publish, owned by f */
+    const char *file;             /* K_SITE */
+    const char *func;             /* K_SITE */
+    int line;                     /* K_SITE */
 };
 
 /*

@@ -12,7 +12,19 @@
  *                           because cancellation was requested first (for
  *                           example by a WEFT_SHUTDOWN_CANCEL shutdown)
  *
- * Cancelled is never reported as failed, nor failed as cancelled.
+ * Cancelled is never reported as failed, nor failed as cancelled. A
+ * failed future carries an error value (weft_future_error()) naming the
+ * task that produced it and where it was spawned; a cancelled one carries
+ * the reason for the cancellation (the token's reason, a deadline, or the
+ * executor's shutdown).
+ *
+ * Cancellation is cooperative. A task spawned with a token (see
+ * weft_spawn_opts_t) that is cancelled before the task starts never runs:
+ * it ends CANCELLED with the token's reason and its release hook runs. A
+ * running task polls weft_task_is_cancelled(self) and returns
+ * WEFT_ECANCELED to end cancelled; if it returns a failure instead it has
+ * failed. Once weft_token_cancel() has returned, each worker starts at
+ * most one more body under that token (one that already passed its check).
  *
  * Awaiting a future on one of the executor's workers never blocks the
  * thread: if the task has not started and sits in the waiter's own deque,
@@ -27,6 +39,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <weft/cancel.h>
+#include <weft/error.h>
 #include <weft/executor.h>
 #include <weft/status.h>
 
@@ -80,7 +94,20 @@ const char *weft_outcome_name(weft_outcome_t outcome);
 typedef struct weft_spawn_opts {
     weft_release_fn_t release; /* NULL: none */
     const char *name;          /* static string or NULL; not copied */
+    /* Cancellation token of the task, or NULL. The task holds a reference
+     * until it ends; cancelled before it starts, the task never runs. */
+    weft_token_t *token;
+    /* Spawn site, reported by the task's errors. Fill with
+     * WEFT_SPAWN_SITE; NULL/0 when unknown. file and func are not
+     * copied (use string literals, as __FILE__ and __func__ are). */
+    const char *file;
+    int line;
+    const char *func;
 } weft_spawn_opts_t;
+
+/* Designated-initializer fragment recording the current source position:
+ * weft_spawn_opts_t o = { .name = "fetch", WEFT_SPAWN_SITE }; */
+#define WEFT_SPAWN_SITE .file = __FILE__, .line = __LINE__, .func = __func__
 
 /*
  * Spawn fn(arg) on ex and return its future in *out.
@@ -125,6 +152,35 @@ weft_status_t weft_future_wait(weft_future_t *f);
  * Thread-safety and blocking as weft_future_wait().
  */
 weft_status_t weft_future_wait_until(weft_future_t *f, uint64_t deadline_ns);
+
+/*
+ * weft_future_wait() that gives up early: when token (may be NULL) is
+ * cancelled, including by its deadline, it returns WEFT_EINTERRUPTED; when
+ * the absolute CLOCK_MONOTONIC time deadline_ns (0: none) passes, it
+ * returns WEFT_ETIMEDOUT. In both cases f goes on running (unless it was
+ * spawned with the same token) and stays owned by the caller. Otherwise it
+ * returns f's status as weft_future_wait() does. These two codes never
+ * describe f itself: a task that was cancelled yields WEFT_ECANCELED.
+ * Thread-safety: any thread holding a reference. Blocking: yes, bounded
+ * by the token and the deadline. A worker that waits may run f inline
+ * when f is in its own deque; it returns once that run ends.
+ */
+weft_status_t weft_future_wait_for(weft_future_t *f, weft_token_t *token,
+                                   uint64_t deadline_ns);
+
+/*
+ * The error of an ended future: for FAILED, the failure (code, message,
+ * producing task's name and id, spawn site, cause); for CANCELLED, the
+ * reason (for example the token's reason, an error of code WEFT_EDEADLINE,
+ * or one of code WEFT_ESHUTDOWN). NULL while pending, when it succeeded,
+ * or for NULL. If memory ran out while the error was being made, this is
+ * the static out-of-memory error (weft_future_status() still gives the
+ * task's own code).
+ * Ownership: borrowed; valid while the caller holds its reference to f
+ * (retain it with weft_error_retain() to keep it longer).
+ * Thread-safety: any thread holding a reference. Blocking: never.
+ */
+weft_error_t *weft_future_error(const weft_future_t *f);
 
 /*
  * Wait for f, store its value in *value (may be NULL; set only when it
@@ -217,6 +273,38 @@ weft_future_t *weft_task_antecedent(const weft_task_t *self);
 
 /* Executor-unique, nonzero id of the running task. */
 uint64_t weft_task_id(const weft_task_t *self);
+
+/* The task's cancellation token (borrowed; alive while the task runs), or
+ * NULL when it was spawned without one. */
+weft_token_t *weft_task_token(const weft_task_t *self);
+
+/*
+ * Whether the task should stop: its token is cancelled (or its deadline
+ * passed). One relaxed load when the token is not cancelled; false for a
+ * task without a token. Thread-safety: any thread while the task runs.
+ */
+bool weft_task_is_cancelled(const weft_task_t *self);
+
+/*
+ * Record why the running task fails and return code, so that a body can
+ * end with `return weft_task_fail(self, WEFT_EUSER, "no record %d", id);`.
+ * The error records code, the formatted message, the task's name and id
+ * and its spawn site; it replaces one recorded before. If code is
+ * WEFT_OK or WEFT_ECANCELED (which do not fail a task) nothing is
+ * recorded and WEFT_EINVAL is returned. If memory runs out, the static
+ * out-of-memory error is recorded instead and code is still returned.
+ * Thread-safety: only from inside the task's own body.
+ */
+weft_status_t weft_task_fail(weft_task_t *self, int code, const char *fmt,
+                             ...) __attribute__((format(printf, 3, 4)));
+
+/*
+ * Like weft_task_fail() with an existing error (the task takes its own
+ * reference; the caller keeps its). The task's name, id and site are
+ * recorded on err when the caller holds the only reference to it.
+ * Returns weft_error_status(err), or WEFT_EINVAL for NULL arguments.
+ */
+weft_status_t weft_task_fail_with(weft_task_t *self, weft_error_t *err);
 
 /* Current CLOCK_MONOTONIC time in nanoseconds. Any thread. */
 uint64_t weft_clock_now_ns(void);

@@ -35,6 +35,7 @@ extern "C" {
     X(ENOTFOUND, 12, "not found")                                           \
     X(ERANGE, 13, "value out of range")                                     \
     X(EALREADY, 14, "already done; this call came too late")                \
+    X(EINTERRUPTED, 15, "wait abandoned: the waiter's token was cancelled") \
     X(EUSER, 64, "application-defined failure")
 
 /* Status code. WEFT_OK is 0; failures are positive. */
