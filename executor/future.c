@@ -724,10 +724,15 @@ await_own_deque(struct weft__worker *w, struct weft_future *f, bool free_it,
         if (free_it) {
             weft__pool_put(w, f);
         } else {
-            /* Unpaired: sole holder; no other thread can read f. */
-            weft__store_relaxed_u32(&f->state,
-                                    weft__load_relaxed_u32(&f->state) |
-                                        weft__phase_of_status(f->status));
+            /*
+             * Sole holder, but a token callback of our own
+             * weft_future_wait_for may kick the word meanwhile, so the
+             * outcome goes in with an atomic or.
+             * Pairs with: the faa in wait_token_wake(); the acquire loads
+             * of later readers (this thread) need no more.
+             */
+            (void)weft__fetch_or_u32(&f->state,
+                                     weft__phase_of_status(f->status));
         }
         return true;
     }
@@ -774,12 +779,22 @@ weft_future_wait_until(weft_future_t *f, uint64_t deadline_ns)
     return future_wait_common(f, &lim);
 }
 
-/* Token callback of weft_future_wait_for: wake the waiter parked on f. */
+/*
+ * Token callback of weft_future_wait_for: wake the waiter parked on f.
+ * Changing the word first means a waiter that read it before the kick
+ * and is about to futex_wait on that older value returns at once.
+ */
 static void
 wait_token_wake(void *arg, weft_error_t *reason)
 {
     (void)reason;
     struct weft_future *f = arg;
+    /*
+     * Pairs with: the WAITER CAS and futex_wait in future_park() (the
+     * kick makes the value it waits on stale); the outcome CAS preserves
+     * the kick bits.
+     */
+    (void)weft__faa_u32(&f->state, WEFT__KICK_ONE);
     futex_wake_all(&f->state);
 }
 

@@ -14,6 +14,7 @@
  *             frees the object
  *   LOCK      a continuation is being registered (short spin lock)
  *   CONT      continuations are queued on f->conts
+ *   bits 16+  kick counter (weft_future_wait_for's token callback)
  *
  * Who runs a task is decided by whoever takes it out of a deque (pop or
  * steal CAS) or out of the injection queue: exactly one taker, so no
@@ -55,6 +56,13 @@
 #define WEFT__F_DETACHED 0x20u
 #define WEFT__F_LOCK 0x40u
 #define WEFT__F_CONT 0x80u
+/*
+ * Bits 16-31: a kick counter. A token callback of weft_future_wait_for()
+ * adds WEFT__KICK_ONE before its futex wake, so a waiter about to park
+ * with an older value of the word returns at once (no lost wake-up). It
+ * wraps harmlessly; every CAS on the word preserves it.
+ */
+#define WEFT__KICK_ONE 0x10000u
 
 /*
  * f->refs holds the number of handles (bits 0-23) and, in bits 24-31,
