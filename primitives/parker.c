@@ -116,6 +116,12 @@ weft__parker_prepare(struct weft__parker *p)
      * load of sleepers (Dekker: one side sees the other).
      */
     (void)weft__faa_u32(&p->sleepers, 1);
+    /*
+     * Free on x86 (the faa is a full barrier); a real fence where an
+     * atomic add does not order a later load.
+     * Pairs with: the barrier in weft__parker_wake(), as the faa above.
+     */
+    weft__fence_rmw_load();
     return ck_ec64_value(&p->ec);
 }
 
@@ -142,9 +148,8 @@ weft__parker_wake_slow(struct weft__parker *p)
     /* The xadd inside is a full barrier and pairs with ck_ec64_wait's
      * flag-setting CAS (ck's own protocol). */
     ck_ec64_inc(&p->ec, &parker_mode);
-    /* Relaxed: statistics only. */
-    weft__store_relaxed_u64(&p->wakes,
-                            weft__load_relaxed_u64(&p->wakes) + 1);
+    /* Unpaired: statistics only; faa so concurrent wakers all count. */
+    (void)weft__faa_u64(&p->wakes, 1);
 }
 
 void

@@ -40,10 +40,8 @@ struct weft__parker {
     struct ck_ec64 ec;   /* the event count; futex word in its low half */
     uint32_t sleepers;   /* threads between prepare and the end of park;
                             faa by sleepers, loaded by wakers */
-    uint64_t wakes;      /* statistics: event-count increments */
-    char pad[WEFT__CACHELINE - sizeof(struct ck_ec64) - sizeof(uint32_t) -
-             sizeof(uint64_t)];
-};
+    uint64_t wakes;      /* statistics: event-count increments (faa) */
+} __attribute__((aligned(WEFT__CACHELINE)));
 
 /* Initialize. Thread-safety: before the parker is shared. */
 void weft__parker_init(struct weft__parker *p);
