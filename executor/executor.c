@@ -446,6 +446,12 @@ worker_main(void *arg)
     if (ex->cfg.on_worker_start != NULL) {
         ex->cfg.on_worker_start(ex, w->index, ex->cfg.user_data);
     }
+    /*
+     * Count this worker as started (its hook has returned).
+     * Pairs with: the acquire load in exec_wait_started().
+     */
+    (void)weft__faa_u32(&ex->nstarted, 1);
+    weft__parker_wake(&ex->quiet);
     worker_loop(w);
     if (ex->cfg.on_worker_stop != NULL) {
         ex->cfg.on_worker_stop(ex, w->index, ex->cfg.user_data);
@@ -552,6 +558,22 @@ exec_stop_and_join(weft_executor_t *ex)
     }
 }
 
+/* Block until every worker has run its start hook (create's promise). */
+static void
+exec_wait_started(weft_executor_t *ex)
+{
+    /* Pairs with: the faa on nstarted in worker_main(). */
+    while (weft__load_acq_u32(&ex->nstarted) < ex->nworkers) {
+        uint64_t ticket = weft__parker_prepare(&ex->quiet);
+        /* Pairs with: the faa on nstarted in worker_main(). */
+        if (weft__load_acq_u32(&ex->nstarted) >= ex->nworkers) {
+            weft__parker_cancel(&ex->quiet);
+            break;
+        }
+        (void)weft__parker_park(&ex->quiet, ticket, NULL);
+    }
+}
+
 weft_status_t
 weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
 {
@@ -618,6 +640,7 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
         }
         w->started = 1;
     }
+    exec_wait_started(ex);
     *out = ex;
     return WEFT_OK;
 }

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include <weft/cancel.h>
 #include <weft/error.h>
 #include <weft/executor.h>
 #include <weft/future.h>
@@ -103,7 +104,9 @@ struct weft_executor {
      * ABA. Fed by non-worker frees and by workers with full free lists. */
     struct weft_future *free_stack;
 
-    struct weft__parker quiet;    /* shutdown waiters sleep here */
+    struct weft__parker quiet;    /* shutdown and create waiters sleep
+                                     here */
+    uint32_t nstarted;            /* workers past their start hook; faa */
 
     weft_executor_config_t cfg;
     char name_prefix[16];
@@ -147,7 +150,12 @@ weft__future_reset_cold(struct weft_future *f)
         f->release = NULL;
         f->name = NULL;
         f->antecedent = NULL;
-        f->token = NULL;
+        /* Still set only when the task never ran (a refused spawn):
+         * task_after_body() releases and clears it otherwise. */
+        if (f->token != NULL) {
+            weft_token_release(f->token);
+            f->token = NULL;
+        }
         f->file = NULL;
         f->func = NULL;
         f->line = 0;

@@ -274,18 +274,32 @@ future_finish_error(struct weft_future *f, weft_status_t why)
         }
         return;
     }
-    if (f->error != NULL) {
-        return;
-    }
     if (st == WEFT_ECANCELED) {
+        /* A cancelled task reports why it was cancelled, even if its
+         * body recorded a failure before it saw the cancellation. */
+        if (f->error != NULL) {
+            weft_error_release(f->error);
+        }
         f->error = future_cancel_reason(f, why);
         return;
     }
+    if (f->error != NULL) {
+        return;
+    }
     weft_error_t *e = NULL;
-    if (weft_error_create(&e, st, "%s", weft_status_str(st)) == WEFT_OK) {
+    weft_status_t cs;
+    if ((int)st > 0) {
+        cs = weft_error_create(&e, st, "%s", weft_status_str(st));
+    } else {
+        /* Out of contract: failures are positive codes. Still a failure,
+         * and still explained. */
+        cs = weft_error_create(&e, WEFT_EINVAL,
+                               "task returned invalid status %d", (int)st);
+    }
+    if (cs == WEFT_OK) {
         future_stamp_error(f, e);
     }
-    f->error = e;
+    f->error = e; /* on ENOMEM, the static out-of-memory error */
 }
 
 /*
@@ -547,28 +561,6 @@ weft_spawn_ex(weft_executor_t *ex, const weft_spawn_opts_t *opts,
 
 /* ---- awaiting -------------------------------------------------------- */
 
-/* Park on f's state word until it changes or the deadline passes. */
-static void
-future_park(struct weft_future *f, uint64_t deadline_ns)
-{
-    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
-    uint32_t s = weft__load_acq_u32(&f->state);
-    if (weft__future_state_done(s)) {
-        return;
-    }
-    if (!(s & WEFT__F_WAITER)) {
-        /*
-         * Announce the waiter on the same word the completer CASes.
-         * Pairs with: the outcome CAS in weft__future_complete_shared().
-         */
-        if (!weft__cas_u32(&f->state, s, s | WEFT__F_WAITER)) {
-            return; /* the word changed; the caller re-checks */
-        }
-        s |= WEFT__F_WAITER;
-    }
-    futex_wait_until(&f->state, s, deadline_ns);
-}
-
 /*
  * What a wait gives up on: an explicit deadline (WEFT_ETIMEDOUT) and a
  * token (WEFT_EINTERRUPTED, also when the token's own deadline passes).
@@ -606,6 +598,40 @@ wait_park_until(const struct wait_limits *lim, uint64_t cap_ns)
         }
     }
     return until;
+}
+
+/*
+ * Park on f's state word until it changes or the deadline passes. When
+ * lim is given, its token is re-checked after the word was read: a token
+ * callback (wait_token_wake) that ran before that read had already seen
+ * CANCELLED set, and our read of its kick orders that before the re-check;
+ * one that runs after it changes the word, so futex_wait returns at once.
+ */
+static void
+future_park(struct weft_future *f, uint64_t deadline_ns,
+            const struct wait_limits *lim)
+{
+    /* Pairs with: the outcome CAS in weft__future_complete_shared() and
+     * the kick faa in wait_token_wake(). */
+    uint32_t s = weft__load_acq_u32(&f->state);
+    if (weft__future_state_done(s)) {
+        return;
+    }
+    if (!(s & WEFT__F_WAITER)) {
+        /*
+         * Announce the waiter on the same word the completer CASes.
+         * Pairs with: the outcome CAS in weft__future_complete_shared().
+         */
+        if (!weft__cas_u32(&f->state, s, s | WEFT__F_WAITER)) {
+            return; /* the word changed; the caller re-checks */
+        }
+        s |= WEFT__F_WAITER;
+    }
+    if (lim != NULL && lim->token != NULL &&
+        weft_token_is_cancelled(lim->token)) {
+        return;
+    }
+    futex_wait_until(&f->state, s, deadline_ns);
 }
 
 /* Phase 2 of a worker's wait (see the file comment). */
@@ -660,8 +686,10 @@ worker_await(struct weft__worker *w, struct weft_future *f,
          * depth exhausted, the task they wait for could otherwise sit in
          * a deque nobody looks at.
          */
-        future_park(f, wait_park_until(lim, weft_clock_now_ns() +
-                                                WEFT__AWAIT_PARK_NS));
+        future_park(f,
+                    wait_park_until(lim, weft_clock_now_ns() +
+                                             WEFT__AWAIT_PARK_NS),
+                    lim);
         force_help = true;
         idle_rounds = 0;
     }
@@ -684,7 +712,7 @@ external_await(struct weft_future *f, const struct wait_limits *lim)
         if (i < 16) {
             ck_backoff_eb(&backoff);
         } else {
-            future_park(f, wait_park_until(lim, 0));
+            future_park(f, wait_park_until(lim, 0), lim);
         }
     }
 }
@@ -1163,7 +1191,7 @@ task_record_error(struct weft_future *f, weft_error_t *e)
 weft_status_t
 weft_task_fail(weft_task_t *self, int code, const char *fmt, ...)
 {
-    if (self == NULL || code == WEFT_OK || code == WEFT_ECANCELED) {
+    if (self == NULL || code <= 0 || code == WEFT_ECANCELED) {
         return WEFT_EINVAL;
     }
     struct weft_future *f = (struct weft_future *)self;
@@ -1192,14 +1220,12 @@ weft_task_fail_with(weft_task_t *self, weft_error_t *err)
         return WEFT_EINVAL;
     }
     int code = weft_error_status(err);
-    if (code == WEFT_OK || code == WEFT_ECANCELED) {
+    if (code <= 0 || code == WEFT_ECANCELED) {
         return WEFT_EINVAL;
     }
     struct weft_future *f = (struct weft_future *)self;
-    /* Before taking our reference: the origin setters only write an error
-     * whose one reference is the caller's (they return WEFT_EBUSY on a
-     * shared error, which then keeps the origin it has). */
-    future_stamp_error(f, err);
+    /* Recorded as is: err may be borrowed from another future (a child's
+     * failure being propagated), whose origin must not change. */
     (void)weft_error_retain(err);
     task_record_error(f, err);
     return (weft_status_t)code;

@@ -172,7 +172,8 @@ weft_status_t weft_future_wait_for(weft_future_t *f, weft_token_t *token,
  * The error of an ended future: for FAILED, the failure (code, message,
  * producing task's name and id, spawn site, cause); for CANCELLED, the
  * reason (for example the token's reason, an error of code WEFT_EDEADLINE,
- * or one of code WEFT_ESHUTDOWN). NULL while pending, when it succeeded,
+ * or one of code WEFT_ESHUTDOWN), even if the body recorded a failure
+ * before it saw the cancellation. NULL while pending, when it succeeded,
  * or for NULL. If memory ran out while the error was being made, this is
  * the static out-of-memory error (weft_future_status() still gives the
  * task's own code).
@@ -289,9 +290,11 @@ bool weft_task_is_cancelled(const weft_task_t *self);
  * Record why the running task fails and return code, so that a body can
  * end with `return weft_task_fail(self, WEFT_EUSER, "no record %d", id);`.
  * The error records code, the formatted message, the task's name and id
- * and its spawn site; it replaces one recorded before. If code is
- * WEFT_OK or WEFT_ECANCELED (which do not fail a task) nothing is
- * recorded and WEFT_EINVAL is returned. If memory runs out, the static
+ * and its spawn site; it replaces one recorded before. code must be a
+ * positive failure code other than WEFT_ECANCELED; otherwise nothing is
+ * recorded and WEFT_EINVAL is returned. (A body that returns a code <= 0
+ * other than WEFT_OK still fails, with an error of code WEFT_EINVAL that
+ * says so.) If memory runs out, the static
  * out-of-memory error is recorded instead and code is still returned.
  * Thread-safety: only from inside the task's own body.
  */
@@ -299,10 +302,12 @@ weft_status_t weft_task_fail(weft_task_t *self, int code, const char *fmt,
                              ...) __attribute__((format(printf, 3, 4)));
 
 /*
- * Like weft_task_fail() with an existing error (the task takes its own
- * reference; the caller keeps its). The task's name, id and site are
- * recorded on err when the caller holds the only reference to it.
- * Returns weft_error_status(err), or WEFT_EINVAL for NULL arguments.
+ * Like weft_task_fail() with an existing error, recorded as is (the task
+ * takes its own reference; the caller keeps its). err keeps its own
+ * origin, so propagating a child's failure names the child; to add this
+ * task as context, wrap it first (weft_error_wrap) and record the wrapper.
+ * Returns weft_error_status(err); WEFT_EINVAL for NULL arguments or when
+ * err's code is <= 0 or WEFT_ECANCELED.
  */
 weft_status_t weft_task_fail_with(weft_task_t *self, weft_error_t *err);
 
