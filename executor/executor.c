@@ -215,11 +215,13 @@ weft__exec_enqueue(weft_executor_t *ex, struct weft__worker *w,
                    struct weft_future *f)
 {
     if (w != NULL) {
+        /* Counted before it is visible (see weft__counter_inc). */
+        weft__counter_inc(&w->spawned);
         weft_status_t st = weft__deque_push(&w->dq, f);
         if (st != WEFT_OK) {
+            weft__counter_dec(&w->spawned);
             return st;
         }
-        weft__counter_inc(&w->spawned);
         weft__parker_wake_hint(&ex->idle);
         return WEFT_OK;
     }
@@ -659,18 +661,25 @@ weft_executor_shutdown(weft_executor_t *ex, weft_shutdown_mode_t mode)
                                                    : WEFT__RUN_DRAINING;
     pthread_mutex_lock(&ex->ext_lock);
     if (ex->run_state < target) {
+        /*
+         * Cancelling: every worker's flag is set before run_state says
+         * so, all under ext_lock, so a task still queued cannot start
+         * after this section (a worker checks its flag right before each
+         * body; at most the body it already checked may still start).
+         */
+        if (target == WEFT__RUN_CANCELLING) {
+            for (unsigned int i = 0; i < ex->nworkers; i++) {
+                /* Relaxed: see weft__worker_cancelling(); the unlock
+                 * below publishes it with everything else. */
+                weft__store_relaxed_u32(&ex->workers[i].cancelling, 1);
+            }
+        }
         /* Pairs with: the relaxed loads in spawn_external() and
          * worker_loop(); ordering with outside submissions is given by
          * ext_lock. */
         weft__store_rel_u32(&ex->run_state, target);
     }
     pthread_mutex_unlock(&ex->ext_lock);
-    if (target == WEFT__RUN_CANCELLING) {
-        for (unsigned int i = 0; i < ex->nworkers; i++) {
-            /* Relaxed: see weft__worker_cancelling(). */
-            weft__store_relaxed_u32(&ex->workers[i].cancelling, 1);
-        }
-    }
     /* Let sleeping workers see the new state and drain or cancel. */
     weft__parker_wake(&ex->idle);
     while (!exec_quiescent(ex)) {

@@ -209,7 +209,9 @@ weft__pool_put(struct weft__worker *w, struct weft_future *f)
 }
 
 /*
- * Counter bump by the single writer (the owning worker).
+ * Counter bump by the single writer (the owning worker). A task is
+ * counted in "spawned" before the push that makes it visible, so no
+ * thread can end (and count) it before it is counted as queued.
  * Pairs with: the acquire loads in exec_quiescent() (executor.c): a task's
  * "spawned" count is visible before anything that observed the task's end.
  * Release is free on x86; other readers (statistics) need no ordering.
@@ -219,6 +221,14 @@ weft__counter_inc(uint64_t *c)
 {
     /* Pairs with: the acquire loads in exec_quiescent() (see above). */
     weft__store_rel_u64(c, weft__load_relaxed_u64(c) + 1);
+}
+
+/* Undo weft__counter_inc() for a task whose push failed (never visible). */
+static inline void
+weft__counter_dec(uint64_t *c)
+{
+    /* Pairs with: the acquire loads in exec_quiescent(), as above. */
+    weft__store_rel_u64(c, weft__load_relaxed_u64(c) - 1);
 }
 
 /*

@@ -400,13 +400,9 @@ cont_schedule(struct weft__worker *w, struct weft_future *c)
 {
     weft_executor_t *ex = c->ex;
     struct weft__worker *cw = (w != NULL && w->ex == ex) ? w : NULL;
-    if (cw != NULL) {
-        c->spawner = cw;
-        /* Unpaired: the owner reads its own bottom. */
-        c->slot = weft__load_relaxed_i64(&cw->dq.bottom);
-    } else {
-        c->spawner = NULL;
-    }
+    /* c->spawner stays NULL (set in weft_future_then before c was
+     * published): its holder may be reading it, and a continuation is
+     * never joined through the fork-join fast path. */
     weft_status_t st = weft__exec_enqueue(ex, cw, c);
     if (st != WEFT_OK) {
         /* Refused (shutdown) or no memory to queue it: it ends
@@ -485,15 +481,17 @@ spawn_slow(weft_executor_t *ex, const weft_spawn_opts_t *opts, weft_fn_t fn,
     f->spawner = w;
     /* Unpaired: the owner reads its own bottom. */
     f->slot = weft__load_relaxed_i64(&w->dq.bottom);
+    /* Counted before it is visible (see weft__counter_inc). */
+    weft__counter_inc(&w->spawned);
     weft_status_t st = weft__deque_push(&w->dq, f);
     if (st != WEFT_OK) {
+        weft__counter_dec(&w->spawned);
         weft__pool_put(w, f);
         if (rel != NULL) {
             rel(arg);
         }
         return st;
     }
-    weft__counter_inc(&w->spawned);
     weft__parker_wake_hint(&ex->idle);
     if (out != NULL) {
         *out = f;
@@ -540,11 +538,13 @@ weft_spawn(weft_executor_t *ex, weft_fn_t fn, void *arg, weft_future_t **out)
      */
     f->state_refs_init = (uint64_t)1 << 32;
     f->thief_started_init = 0;
+    /* Counted before it is visible (see weft__counter_inc). */
+    weft__counter_inc(&w->spawned);
     if (__builtin_expect(!weft__deque_try_push(&w->dq, f), 0)) {
+        weft__counter_dec(&w->spawned);
         return spawn_slow(ex, NULL, fn, arg, out);
     }
     w->free_list = f->next;
-    weft__counter_inc(&w->spawned);
     *out = f;
     if (__builtin_expect(weft__parker_sleepers(&ex->idle) != 0, 0)) {
         return spawn_wake(ex);
@@ -1083,6 +1083,8 @@ weft_future_then(weft_future_t *f, weft_fn_t fn, void *arg,
         return WEFT_ENOMEM;
     }
     future_init(c, fn, arg, out == NULL);
+    c->spawner = NULL;
+    c->slot = 0;
     /* Unpaired: c is still private. */
     weft__store_relaxed_u32(&c->refs,
                             weft__load_relaxed_u32(&c->refs) |

@@ -248,7 +248,10 @@ uint64_t weft_future_id(const weft_future_t *f);
  * continuation is scheduled at once. The continuation's own future is
  * returned in *out (NULL to detach it).
  * Returns: WEFT_OK; WEFT_EINVAL (f or fn NULL); WEFT_ENOMEM. On failure
- * fn never runs.
+ * fn never runs. A continuation that cannot be queued when f ends (the
+ * executor is shut down and f ended on a thread that is not one of its
+ * workers, or memory ran out) ends CANCELLED without running, with reason
+ * WEFT_ESHUTDOWN or WEFT_ENOMEM; its future is still returned in *out.
  * Thread-safety: any thread holding a reference to f. Blocking: never.
  * Ownership: the continuation holds its own reference to f until it ends.
  */
