@@ -542,6 +542,7 @@ exec_free(weft_executor_t *ex)
         s = next;
     }
     pthread_mutex_destroy(&ex->ext_lock);
+    weft__timer_fini(&ex->timer);
     free(ex->workers);
     free(ex);
 }
@@ -606,7 +607,12 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
     ex->cfg.thread_name_prefix = ex->name_prefix;
     weft__parker_init(&ex->idle);
     weft__parker_init(&ex->quiet);
+    if (weft__timer_init(&ex->timer, ex->name_prefix) != WEFT_OK) {
+        free(ex);
+        return WEFT_ESYS;
+    }
     if (pthread_mutex_init(&ex->ext_lock, NULL) != 0) {
+        weft__timer_fini(&ex->timer);
         free(ex);
         return WEFT_ESYS;
     }
@@ -614,6 +620,7 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
                                 sizeof(struct weft__worker) * n);
     if (ex->workers == NULL) {
         pthread_mutex_destroy(&ex->ext_lock);
+        weft__timer_fini(&ex->timer);
         free(ex);
         return WEFT_ENOMEM;
     }
@@ -739,11 +746,21 @@ weft_executor_destroy(weft_executor_t *ex)
         return st;
     }
     exec_stop_and_join(ex);
+    weft__timer_stop(&ex->timer);
     if (exec_outstanding(ex) != 0) {
         return WEFT_EBUSY;
     }
     exec_free(ex);
     return WEFT_OK;
+}
+
+weft_status_t
+weft_executor_watch_deadline(weft_executor_t *ex, weft_token_t *token)
+{
+    if (ex == NULL || token == NULL) {
+        return WEFT_EINVAL;
+    }
+    return weft__timer_arm(&ex->timer, token);
 }
 
 unsigned int

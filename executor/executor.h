@@ -24,6 +24,7 @@
 #include <ck_backoff.h>
 
 #include "executor/future.h"
+#include "executor/timer.h"
 #include "primitives/atomics.h"
 #include "primitives/debug.h"
 #include "primitives/deque.h"
@@ -107,6 +108,8 @@ struct weft_executor {
     struct weft__parker quiet;    /* shutdown and create waiters sleep
                                      here */
     uint32_t nstarted;            /* workers past their start hook; faa */
+
+    struct weft__timer timer;     /* deadline observer (timer.c) */
 
     weft_executor_config_t cfg;
     char name_prefix[16];

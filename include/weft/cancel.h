@@ -31,9 +31,12 @@
  * (weft_token_is_cancelled(), weft_token_check(), weft_token_reason(),
  * weft_token_register(), weft_token_cancel(), creating a child) cancels
  * it with an error of code WEFT_EDEADLINE, and that call runs the
- * callbacks. Until something observes it, nothing happens; the executor
- * arms a timer from the token's deadline to run callbacks on time (see
- * weft__token_next_deadline() in primitives/cancel.h). A deadline that
+ * callbacks. Until something observes it, nothing happens. Observers
+ * are: tasks spawned with the token (checked before the body starts, and
+ * by weft_task_is_cancelled() polls), weft_future_wait_for() (which parks
+ * no longer than the token's deadline), and an executor's timer, armed
+ * with weft_executor_watch_deadline(), which observes the token at its
+ * deadline so that callbacks run on time with nobody polling. A deadline that
  * has already passed when the token is created gives a token that is
  * cancelled at birth. A cancellation applied after the deadline passed,
  * even one that arrives from the parent, records the deadline reason.

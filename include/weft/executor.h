@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <weft/cancel.h>
 #include <weft/status.h>
 
 #ifdef __cplusplus
@@ -118,6 +119,25 @@ unsigned int weft_executor_num_workers(const weft_executor_t *ex);
  * Thread-safety: any thread. Blocking: never.
  */
 int weft_executor_worker_index(const weft_executor_t *ex);
+
+/*
+ * Have ex observe token when its deadline passes, so that the deadline
+ * takes effect on time (the token is cancelled with an error of code
+ * WEFT_EDEADLINE and its callbacks run) even when no task or waiter polls
+ * it. Deadlines are otherwise lazy: they take effect when something
+ * observes the token (weft/cancel.h). The observation and the callbacks
+ * run on the executor's timer thread, which starts on the first call.
+ * A token without a deadline, or one already cancelled, is left alone.
+ * Arming the same token twice is harmless.
+ * Returns: WEFT_OK; WEFT_EINVAL (NULL); WEFT_ESHUTDOWN (after
+ * weft_executor_destroy began); WEFT_ENOMEM; WEFT_ESYS (the timer thread
+ * could not start).
+ * Thread-safety: any thread. Blocking: never (a short internal lock).
+ * Ownership: the executor holds a reference to token until its deadline
+ * has been observed or the executor is destroyed.
+ */
+weft_status_t weft_executor_watch_deadline(weft_executor_t *ex,
+                                           weft_token_t *token);
 
 /* Per-worker counters; see weft_executor_stats(). */
 typedef struct weft_worker_stats {
