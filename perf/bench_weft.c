@@ -1,0 +1,422 @@
+/*
+ * bench_weft.c - the workloads on weft: spawn, then join.
+ *
+ * Each fork point spawns its children with weft_spawn() and joins them
+ * with weft_join(). Where a parent has one child to fork and one to run
+ * itself (fib, reduce), it spawns the first, calls the second's task
+ * function directly with its own self, then joins: the fork-join fast
+ * path. Where it fans out (nqueens, uts, fanout, gather, matmul) it spawns
+ * all children, then joins them newest first: that order finds each child
+ * still at the bottom of the joiner's own deque unless a thief took it,
+ * so the join pops it and runs it inline (the LIFO-friendly order).
+ * Gather combinators do not exist yet; the fan-outs are spawn-all and
+ * join-all by hand.
+ *
+ * The executor is created once per process with P workers and reused for
+ * every repetition; the timed region is one weft_executor_run() from
+ * main(), which is not a worker and parks while the P workers run.
+ * Per-repetition counters are the difference of weft_executor_stats()
+ * snapshots taken around the timed region.
+ */
+#include "workloads.h"
+
+#include <weft.h>
+
+static void
+check(weft_status_t st, const char *what)
+{
+    if (st != WEFT_OK) {
+        bench_die("%s: %s (%s)", what, weft_status_name(st),
+                  weft_status_str(st));
+    }
+}
+
+/* Shared read-only state of the running workload (set before the run). */
+static struct bench_data *g_data;
+static weft_future_t **g_futs; /* fanout: one slot per task */
+
+static weft_status_t
+fib_task(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    long n = (long)(intptr_t)arg;
+    weft_future_t *f;
+    weft_value_t x, y;
+
+    if (n < 2) {
+        result->u64 = (uint64_t)n;
+        return WEFT_OK;
+    }
+    check(weft_spawn(weft_task_executor(self), fib_task,
+                     (void *)(intptr_t)(n - 1), &f),
+          "weft_spawn");
+    fib_task(self, (void *)(intptr_t)(n - 2), &y);
+    check(weft_join(f, &x), "weft_join");
+    result->u64 = x.u64 + y.u64;
+    return WEFT_OK;
+}
+
+static weft_status_t
+nqueens_task(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    const struct bench_nq *s = (const struct bench_nq *)arg;
+    struct bench_nq kids[BENCH_NQUEENS_MAX];
+    weft_future_t *futs[BENCH_NQUEENS_MAX];
+    weft_executor_t *ex = weft_task_executor(self);
+    uint32_t free_cols;
+    uint64_t sum = 0;
+    int k = 0;
+
+    if (s->row == s->n) {
+        result->u64 = 1;
+        return WEFT_OK;
+    }
+    free_cols = bench_nq_free(s);
+    while (free_cols != 0) {
+        uint32_t bit = free_cols & (0u - free_cols);
+
+        free_cols ^= bit;
+        kids[k] = bench_nq_place(s, bit);
+        check(weft_spawn(ex, nqueens_task, &kids[k], &futs[k]), "weft_spawn");
+        k++;
+    }
+    while (k-- > 0) {
+        weft_value_t v;
+
+        check(weft_join(futs[k], &v), "weft_join");
+        sum += v.u64;
+    }
+    result->u64 = sum;
+    return WEFT_OK;
+}
+
+/* uts: the root carries its child count in a separate argument. */
+struct uts_arg {
+    struct bench_uts node;
+    int nkids; /* 0: decided by the node's digest */
+};
+
+static weft_status_t
+uts_task(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    const struct uts_arg *a = (const struct uts_arg *)arg;
+    uint64_t digest = bench_uts_digest(a->node.state);
+    int k = a->nkids > 0 ? a->nkids
+                         : bench_uts_children(digest, a->node.depth);
+    weft_executor_t *ex = weft_task_executor(self);
+    struct uts_arg local_args[BENCH_UTS_M];
+    weft_future_t *local_futs[BENCH_UTS_M];
+    struct uts_arg *args = local_args;
+    weft_future_t **futs = local_futs;
+    uint64_t sum = digest;
+
+    if (k > BENCH_UTS_M) {
+        args = (struct uts_arg *)malloc((size_t)k * sizeof(*args));
+        futs = (weft_future_t **)malloc((size_t)k * sizeof(*futs));
+        if (args == NULL || futs == NULL) {
+            bench_die("out of memory");
+        }
+    }
+    for (int i = 0; i < k; i++) {
+        args[i].node = bench_uts_child(digest, a->node.depth, i);
+        args[i].nkids = 0;
+        check(weft_spawn(ex, uts_task, &args[i], &futs[i]), "weft_spawn");
+    }
+    for (int i = k - 1; i >= 0; i--) {
+        weft_value_t v;
+
+        check(weft_join(futs[i], &v), "weft_join");
+        sum += v.u64;
+    }
+    if (args != local_args) {
+        free(args);
+        free(futs);
+    }
+    result->u64 = sum;
+    return WEFT_OK;
+}
+
+static weft_status_t
+fanout_work_task(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    (void)self;
+    result->u64 = bench_fanout_work((long)(intptr_t)arg);
+    return WEFT_OK;
+}
+
+static weft_status_t
+empty_task(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    (void)self;
+    result->u64 = (uint64_t)(uintptr_t)arg;
+    return WEFT_OK;
+}
+
+struct fanout_arg {
+    long n;
+    weft_fn_t fn;
+};
+
+static weft_status_t
+fanout_root(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    const struct fanout_arg *a = (const struct fanout_arg *)arg;
+    weft_executor_t *ex = weft_task_executor(self);
+    uint64_t sum = 0;
+
+    for (long i = 0; i < a->n; i++) {
+        check(weft_spawn(ex, a->fn, (void *)(intptr_t)i, &g_futs[i]),
+              "weft_spawn");
+    }
+    for (long i = a->n - 1; i >= 0; i--) {
+        weft_value_t v;
+
+        check(weft_join(g_futs[i], &v), "weft_join");
+        sum += v.u64;
+    }
+    result->u64 = sum;
+    return WEFT_OK;
+}
+
+static weft_status_t
+gather_task(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    intptr_t packed = (intptr_t)arg;
+    long index = bench_gather_index(packed);
+    int depth = bench_gather_depth(packed);
+    weft_future_t *futs[BENCH_GATHER_FANOUT];
+    weft_executor_t *ex;
+    uint64_t sum = 0;
+
+    if (depth == 0) {
+        result->u64 = bench_gather_leaf(index);
+        return WEFT_OK;
+    }
+    ex = weft_task_executor(self);
+    for (int c = 0; c < BENCH_GATHER_FANOUT; c++) {
+        intptr_t child =
+            bench_gather_pack(index * BENCH_GATHER_FANOUT + c, depth - 1);
+        check(weft_spawn(ex, gather_task, (void *)child, &futs[c]),
+              "weft_spawn");
+    }
+    for (int c = BENCH_GATHER_FANOUT - 1; c >= 0; c--) {
+        weft_value_t v;
+
+        check(weft_join(futs[c], &v), "weft_join");
+        sum += v.u64;
+    }
+    result->u64 = sum;
+    return WEFT_OK;
+}
+
+struct range {
+    long lo, hi;
+};
+
+static weft_status_t
+reduce_task(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    const struct range *r = (const struct range *)arg;
+    struct range left, right;
+    weft_future_t *f;
+    weft_value_t a, b;
+
+    if (r->hi - r->lo <= BENCH_REDUCE_CHUNK) {
+        result->f64 = bench_reduce_leaf(g_data->x, r->lo, r->hi);
+        return WEFT_OK;
+    }
+    left.lo = r->lo;
+    left.hi = r->lo + (r->hi - r->lo) / 2;
+    right.lo = left.hi;
+    right.hi = r->hi;
+    check(weft_spawn(weft_task_executor(self), reduce_task, &left, &f),
+          "weft_spawn");
+    reduce_task(self, &right, &b);
+    check(weft_join(f, &a), "weft_join");
+    result->f64 = a.f64 + b.f64;
+    return WEFT_OK;
+}
+
+static weft_status_t
+matmul_block_task(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    (void)self;
+    (void)result;
+    bench_matmul_block(g_data->a, g_data->b, g_data->c, g_data->n,
+                       (long)(intptr_t)arg);
+    return WEFT_OK;
+}
+
+static weft_status_t
+matmul_root(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    long nb = g_data->n / BENCH_MATMUL_BLOCK;
+    weft_executor_t *ex = weft_task_executor(self);
+    weft_future_t **futs = g_futs;
+
+    (void)arg;
+    for (long b = 0; b < nb * nb; b++) {
+        check(weft_spawn(ex, matmul_block_task, (void *)(intptr_t)b,
+                         &futs[b]),
+              "weft_spawn");
+    }
+    for (long b = nb * nb - 1; b >= 0; b--) {
+        check(weft_join(futs[b], NULL), "weft_join");
+    }
+    result->u64 = bench_matmul_checksum(g_data->c, g_data->n);
+    return WEFT_OK;
+}
+
+static uint64_t
+run_root(weft_executor_t *ex, const struct bench_opts *o)
+{
+    struct bench_nq q0 = {0, 0, 0, 0, (int)o->param};
+    struct uts_arg root = {{BENCH_UTS_SEED, 0}, (int)o->param};
+    struct fanout_arg fan = {o->param, fanout_work_task};
+    struct range all = {0, g_data->nx};
+    weft_value_t v;
+
+    v.u64 = 0;
+    switch (o->workload) {
+    case BENCH_FIB:
+        check(weft_executor_run(ex, fib_task, (void *)(intptr_t)o->param, &v),
+              "weft_executor_run");
+        return v.u64;
+    case BENCH_NQUEENS:
+        check(weft_executor_run(ex, nqueens_task, &q0, &v), "run");
+        return v.u64;
+    case BENCH_UTS:
+        check(weft_executor_run(ex, uts_task, &root, &v), "run");
+        return v.u64;
+    case BENCH_FANOUT_EMPTY:
+        fan.fn = empty_task;
+        /* fall through */
+    case BENCH_FANOUT:
+        check(weft_executor_run(ex, fanout_root, &fan, &v), "run");
+        return v.u64;
+    case BENCH_GATHER:
+        check(weft_executor_run(ex, gather_task,
+                                (void *)bench_gather_pack(0, (int)o->param),
+                                &v),
+              "run");
+        return v.u64;
+    case BENCH_REDUCE:
+        check(weft_executor_run(ex, reduce_task, &all, &v), "run");
+        return bench_reduce_checksum(v.f64);
+    case BENCH_MATMUL:
+        check(weft_executor_run(ex, matmul_root, NULL, &v), "run");
+        return v.u64;
+    default:
+        bench_die("unknown workload");
+    }
+}
+
+static void
+snapshot(weft_executor_t *ex, weft_worker_stats_t *st, unsigned int n)
+{
+    for (unsigned int i = 0; i < n; i++) {
+        check(weft_executor_stats(ex, i, &st[i]), "weft_executor_stats");
+    }
+}
+
+/* Render per-repetition counters: totals, then one group per worker,
+ * spawned:executed:stolen:steal_failed:injected:parks. */
+static void
+format_stats(char *buf, size_t len, const weft_worker_stats_t *a,
+             const weft_worker_stats_t *b, unsigned int n)
+{
+    uint64_t t[6] = {0, 0, 0, 0, 0, 0};
+    size_t off;
+
+    for (unsigned int i = 0; i < n; i++) {
+        t[0] += b[i].spawned - a[i].spawned;
+        t[1] += b[i].executed - a[i].executed;
+        t[2] += b[i].stolen - a[i].stolen;
+        t[3] += b[i].steal_failed - a[i].steal_failed;
+        t[4] += b[i].injected - a[i].injected;
+        t[5] += b[i].parks - a[i].parks;
+    }
+    off = (size_t)snprintf(buf, len,
+                           "spawned=%llu executed=%llu stolen=%llu "
+                           "steal_failed=%llu injected=%llu parks=%llu "
+                           "workers=",
+                           (unsigned long long)t[0], (unsigned long long)t[1],
+                           (unsigned long long)t[2], (unsigned long long)t[3],
+                           (unsigned long long)t[4], (unsigned long long)t[5]);
+    for (unsigned int i = 0; i < n && off < len; i++) {
+        off += (size_t)snprintf(
+            buf + off, len - off, "%s%llu:%llu:%llu:%llu:%llu:%llu",
+            i == 0 ? "" : ",",
+            (unsigned long long)(b[i].spawned - a[i].spawned),
+            (unsigned long long)(b[i].executed - a[i].executed),
+            (unsigned long long)(b[i].stolen - a[i].stolen),
+            (unsigned long long)(b[i].steal_failed - a[i].steal_failed),
+            (unsigned long long)(b[i].injected - a[i].injected),
+            (unsigned long long)(b[i].parks - a[i].parks));
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    struct bench_opts o;
+    struct bench_data d;
+    weft_executor_config_t cfg;
+    weft_executor_t *ex;
+    weft_worker_stats_t *before, *after;
+    char version[32];
+    char *extra;
+    size_t extra_len;
+
+    bench_parse(argc, argv, "weft", &o);
+    snprintf(version, sizeof(version), "weft %d.%d.%d", WEFT_VERSION_MAJOR,
+             WEFT_VERSION_MINOR, WEFT_VERSION_PATCH);
+    bench_print_header(&o, version);
+    bench_data_setup(&o, &d);
+    g_data = &d;
+    if (o.workload == BENCH_FANOUT || o.workload == BENCH_FANOUT_EMPTY ||
+        o.workload == BENCH_MATMUL) {
+        long n = o.workload == BENCH_MATMUL
+                     ? (o.param / BENCH_MATMUL_BLOCK) *
+                           (o.param / BENCH_MATMUL_BLOCK)
+                     : o.param;
+        g_futs = (weft_future_t **)calloc((size_t)n, sizeof(*g_futs));
+        if (g_futs == NULL) {
+            bench_die("out of memory");
+        }
+    }
+
+    weft_executor_config_init(&cfg);
+    cfg.num_workers = o.threads;
+    cfg.thread_name_prefix = "bench";
+    check(weft_executor_create(&cfg, &ex), "weft_executor_create");
+    before = (weft_worker_stats_t *)calloc(o.threads, sizeof(*before));
+    after = (weft_worker_stats_t *)calloc(o.threads, sizeof(*after));
+    extra_len = 160 + (size_t)o.threads * 130;
+    extra = (char *)malloc(extra_len);
+    if (before == NULL || after == NULL || extra == NULL) {
+        bench_die("out of memory");
+    }
+
+    for (int rep = -o.warmup; rep < o.reps; rep++) {
+        uint64_t t0, c0, t1, c1, sum;
+
+        bench_data_reset(&d);
+        snapshot(ex, before, o.threads);
+        t0 = bench_now_ns();
+        c0 = bench_cpu_ns();
+        sum = run_root(ex, &o);
+        c1 = bench_cpu_ns();
+        t1 = bench_now_ns();
+        snapshot(ex, after, o.threads);
+        format_stats(extra, extra_len, before, after, o.threads);
+        bench_emit(&o, rep < 0 ? -1 : rep, t1 - t0, c1 - c0, sum, extra);
+    }
+
+    check(weft_executor_destroy(ex), "weft_executor_destroy");
+    free(extra);
+    free(before);
+    free(after);
+    free(g_futs);
+    bench_data_free(&d);
+    return 0;
+}

@@ -1,0 +1,718 @@
+/*
+ * workloads.h - workload definitions shared by every benchmark runtime.
+ *
+ * Each runtime (bench_seq.c, bench_weft.c, bench_omp.c, bench_tbb.cpp)
+ * implements the same eight workloads with the same task structure and the
+ * same leaf kernels, all defined here, so the only thing that differs
+ * between two binaries is how tasks are spawned and joined. Every run
+ * computes a checksum that must match the expected value below (or, for a
+ * size given with --param, the sequential binary's value, checked by
+ * run.sh); a mismatch exits with status 2 and a loud message.
+ *
+ * DESIGN
+ * Header-only (static functions) so that it compiles as C11 and as C++17
+ * without a library of its own. Every random choice comes from splitmix64
+ * of a fixed seed, so each workload is a deterministic tree of tasks.
+ *
+ * Output: lines starting with '#' are machine information for humans and
+ * the driver; every timed repetition prints one "RESULT key=value ..."
+ * line that perf/report.py parses.
+ *
+ * Benchmarks are not tests: nothing here gates CI.
+ */
+#ifndef WEFT_PERF_WORKLOADS_H
+#define WEFT_PERF_WORKLOADS_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- Fixed parameters (printed by bench_print_header) ----------------- */
+
+/* Spin iterations of a flat fan-out task: about 1 us on a 2.6 GHz EPYC. */
+#define BENCH_FANOUT_WORK 600
+#define BENCH_FANOUT_SEED 0xFA0F0A11ULL
+/* Unbalanced tree search: binomial tree (UTS "T3" shape). The root has
+ * param children; every other node has UTS_M children with probability
+ * UTS_Q (m*q = 0.994, so each root child's subtree has about 170 nodes
+ * on average and a long tail), or none. */
+#define BENCH_UTS_M 4
+#define BENCH_UTS_Q 0.2485
+#define BENCH_UTS_WORK 120 /* spin iterations per node, about 0.2 us */
+#define BENCH_UTS_DEPTH_CAP 2000
+#define BENCH_UTS_SEED 0x5EEDULL
+/* Gather-heavy: every inner node fans out to this many children. */
+#define BENCH_GATHER_FANOUT 8
+#define BENCH_GATHER_SEED 0x6A7E5EEDULL
+/* Parallel reduce: leaves sum this many doubles. */
+#define BENCH_REDUCE_CHUNK 16384
+#define BENCH_REDUCE_SEED 0xD0B1E5ULL
+/* Blocked matrix multiply: one task per BLOCK x BLOCK block of C. */
+#define BENCH_MATMUL_BLOCK 64
+#define BENCH_MATMUL_SEED 0x3A73ULL
+#define BENCH_NQUEENS_MAX 16
+
+enum bench_workload_id {
+    BENCH_FIB,
+    BENCH_NQUEENS,
+    BENCH_UTS,
+    BENCH_FANOUT,
+    BENCH_FANOUT_EMPTY,
+    BENCH_GATHER,
+    BENCH_REDUCE,
+    BENCH_MATMUL,
+    BENCH_NWORKLOADS
+};
+
+struct bench_workload {
+    const char *name;
+    const char *param_name;
+    long quick, full;
+    /* Expected checksum and task count at the quick and full sizes. */
+    uint64_t sum_quick, sum_full;
+    uint64_t tasks_quick, tasks_full;
+    const char *what;
+};
+
+/*
+ * The expected values were produced by `bench_seq --print-expected`
+ * (which recomputes them from the sequential code) and are checked on
+ * every run of every binary. Change a size, rerun that, paste the lines.
+ */
+static const struct bench_workload bench_workloads[BENCH_NWORKLOADS] = {
+    {"fib", "n", 30, 35, 0xcb228ULL, 0x8cccc9ULL, 1346268ULL, 14930351ULL,
+     "fib(n), one task per call, no cutoff"},
+    {"nqueens", "n", 10, 12, 0x2d4ULL, 0x3778ULL, 35538ULL, 856188ULL,
+     "n-queens solutions, one task per placement"},
+    {"uts", "root_children", 8000, 80000, 0x55df39d446a859bfULL,
+     0xd3e4a9f8d50e084aULL, 1146768ULL, 13138684ULL,
+     "unbalanced binomial tree, one task per node, ~0.2 us per node"},
+    {"fanout", "tasks", 200000, 1000000, 0x6f1993b6161757fULL,
+     0xa0e89161e75be78fULL, 200000ULL, 1000000ULL,
+     "flat fan-out of ~1 us tasks, gathered at the end"},
+    {"fanout_empty", "tasks", 1000000, 1000000, 0x746a4ae6e0ULL,
+     0x746a4ae6e0ULL, 1000000ULL, 1000000ULL,
+     "flat fan-out of empty tasks, gathered at the end"},
+    {"gather", "depth", 6, 7, 0x48f40f8b25b93d38ULL, 0x4889967b24c2d58dULL,
+     299592ULL, 2396744ULL,
+     "nested fan-outs of 8 children, each gathered by its parent"},
+    {"reduce", "doubles", 10000000, 100000000, 0x4c49ce1df3ULL,
+     0x2fae6f80160ULL, 1023ULL, 8191ULL,
+     "recursive parallel sum of doubles, 16384-element leaves"},
+    {"matmul", "n", 512, 2048, 0xc4798cce3f58ULL, 0x30fcba8c3339014ULL, 64ULL,
+     1024ULL, "blocked n x n matrix multiply, one task per 64x64 block of C"},
+};
+
+struct bench_opts {
+    const char *runtime; /* set by the binary: "seq", "weft", ... */
+    int workload;
+    unsigned int threads;
+    int full;
+    long param;
+    int param_overridden;
+    int reps;
+    int warmup;
+    int print_expected;
+};
+
+/* ---- Small helpers ---------------------------------------------------- */
+
+static void bench_die(const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 1, 2)));
+
+static void
+bench_die(const char *fmt, ...)
+{
+    va_list ap;
+
+    fflush(stdout);
+    fprintf(stderr, "bench: FATAL: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+static inline uint64_t
+bench_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* CPU time of the whole process (all threads): shows spinning. */
+static inline uint64_t
+bench_cpu_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* splitmix64 finalizer: the only source of randomness in the workloads. */
+static inline uint64_t
+bench_mix(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* A dependent multiply/xor chain: fixed work the compiler cannot fold. */
+static inline uint64_t
+bench_spin(uint64_t x, int iters)
+{
+    for (int i = 0; i < iters; i++) {
+        x = x * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL;
+        x ^= x >> 29;
+    }
+    return x;
+}
+
+/* ---- Leaf kernels, identical for every runtime ------------------------ */
+
+/* nqueens: a partial board as three bitmasks; row is the next row. */
+struct bench_nq {
+    uint32_t cols, d1, d2;
+    int row, n;
+};
+
+static inline uint32_t
+bench_nq_free(const struct bench_nq *s)
+{
+    return ~(s->cols | s->d1 | s->d2) & ((1u << s->n) - 1u);
+}
+
+static inline struct bench_nq
+bench_nq_place(const struct bench_nq *s, uint32_t bit)
+{
+    struct bench_nq c;
+
+    c.cols = s->cols | bit;
+    c.d1 = (s->d1 | bit) << 1;
+    c.d2 = (s->d2 | bit) >> 1;
+    c.row = s->row + 1;
+    c.n = s->n;
+    return c;
+}
+
+/* uts: a node is (state, depth); its digest decides its children. */
+struct bench_uts {
+    uint64_t state;
+    int depth;
+};
+
+static inline uint64_t
+bench_uts_digest(uint64_t state)
+{
+    return bench_mix(bench_spin(state, BENCH_UTS_WORK));
+}
+
+static inline int
+bench_uts_children(uint64_t digest, int depth)
+{
+    if (depth >= BENCH_UTS_DEPTH_CAP) {
+        return 0;
+    }
+    return (double)(digest >> 11) * 0x1p-53 < BENCH_UTS_Q ? BENCH_UTS_M : 0;
+}
+
+static inline struct bench_uts
+bench_uts_child(uint64_t digest, int depth, int i)
+{
+    struct bench_uts c;
+
+    c.state = bench_mix(digest ^ (uint64_t)(i + 1) * 0xD1B54A32D192ED03ULL);
+    c.depth = depth + 1;
+    return c;
+}
+
+static inline uint64_t
+bench_fanout_work(long i)
+{
+    return bench_spin(bench_mix((uint64_t)i ^ BENCH_FANOUT_SEED),
+                      BENCH_FANOUT_WORK);
+}
+
+static inline uint64_t
+bench_gather_leaf(long index)
+{
+    return bench_mix((uint64_t)index ^ BENCH_GATHER_SEED);
+}
+
+/* gather node argument: index in its level, depth left; fits in a pointer
+ * for every depth up to 9. */
+static inline intptr_t
+bench_gather_pack(long index, int depth)
+{
+    return (intptr_t)(((uint64_t)index << 8) | (uint64_t)depth);
+}
+
+static inline long
+bench_gather_index(intptr_t packed)
+{
+    return (long)((uint64_t)packed >> 8);
+}
+
+static inline int
+bench_gather_depth(intptr_t packed)
+{
+    return (int)((uint64_t)packed & 0xff);
+}
+
+/* reduce: values k/16 with k < 2^16, so every partial sum is exact and
+ * the result does not depend on the order the tasks finish in. */
+static inline double
+bench_reduce_leaf(const double *x, long lo, long hi)
+{
+    double s = 0.0;
+
+    for (long i = lo; i < hi; i++) {
+        s += x[i];
+    }
+    return s;
+}
+
+static inline uint64_t
+bench_reduce_checksum(double sum)
+{
+    return (uint64_t)(sum * 16.0);
+}
+
+/*
+ * C[block] += A[rows, :] * B[:, cols]. The k dimension is walked in
+ * panels of BENCH_MATMUL_KPANEL: each panel of the block's column strip of
+ * B is packed into a per-thread contiguous buffer (16 KiB, L1-resident),
+ * then i-k-j order runs over it (the j loop vectorizes). Without the
+ * packing, the strip's rows are n * 8 bytes apart and collide in the same
+ * cache sets, and the time depended on which physical pages a process got
+ * (a 2x bimodal spread between processes, different per compiler). The
+ * buffer is allocated on a thread's first block (during the warm-up run)
+ * and kept for the life of the process.
+ */
+#define BENCH_MATMUL_KPANEL 32
+static __thread double *bench_matmul_pack;
+/* Every thread's buffer, so that bench_data_free() can free them (keeps
+ * LeakSanitizer quiet in sanitizer builds). */
+static pthread_mutex_t bench_matmul_lock = PTHREAD_MUTEX_INITIALIZER;
+static double *bench_matmul_packs[4096];
+static int bench_matmul_npacks;
+
+static inline void
+bench_matmul_block(const double *a, const double *b, double *c, long n,
+                   long block)
+{
+    long nb = n / BENCH_MATMUL_BLOCK;
+    long i0 = (block / nb) * BENCH_MATMUL_BLOCK;
+    long j0 = (block % nb) * BENCH_MATMUL_BLOCK;
+    double *bp = bench_matmul_pack;
+
+    if (bp == NULL) {
+        bp = (double *)malloc(BENCH_MATMUL_KPANEL * BENCH_MATMUL_BLOCK *
+                              sizeof(double));
+        if (bp == NULL) {
+            bench_die("out of memory for a packed panel of B");
+        }
+        bench_matmul_pack = bp;
+        pthread_mutex_lock(&bench_matmul_lock);
+        if (bench_matmul_npacks < 4096) {
+            bench_matmul_packs[bench_matmul_npacks++] = bp;
+        }
+        pthread_mutex_unlock(&bench_matmul_lock);
+    }
+    for (long k0 = 0; k0 < n; k0 += BENCH_MATMUL_KPANEL) {
+        for (long k = 0; k < BENCH_MATMUL_KPANEL; k++) {
+            memcpy(bp + k * BENCH_MATMUL_BLOCK, b + (k0 + k) * n + j0,
+                   BENCH_MATMUL_BLOCK * sizeof(double));
+        }
+        for (long i = i0; i < i0 + BENCH_MATMUL_BLOCK; i++) {
+            double *ci = c + i * n + j0;
+            const double *ai = a + i * n + k0;
+            for (long j = 0; j < BENCH_MATMUL_BLOCK; j += 8) {
+                double acc[8];
+                for (int t = 0; t < 8; t++) {
+                    acc[t] = ci[j + t];
+                }
+                for (long k = 0; k < BENCH_MATMUL_KPANEL; k++) {
+                    double aik = ai[k];
+                    const double *bk = bp + k * BENCH_MATMUL_BLOCK + j;
+                    for (int t = 0; t < 8; t++) {
+                        acc[t] += aik * bk[t];
+                    }
+                }
+                for (int t = 0; t < 8; t++) {
+                    ci[j + t] = acc[t];
+                }
+            }
+        }
+    }
+}
+
+/* Entries of C are integers below n * 49, so this is exact. */
+static inline uint64_t
+bench_matmul_checksum(const double *c, long n)
+{
+    uint64_t s = 0;
+
+    for (long i = 0; i < n * n; i++) {
+        s += (uint64_t)c[i] * ((uint64_t)i | 1u);
+    }
+    return s;
+}
+
+/* ---- Shared data (set up outside the timed region) -------------------- */
+
+struct bench_data {
+    double *x; /* reduce input */
+    long nx;
+    double *a, *b, *c; /* matmul */
+    long n;
+};
+
+static inline void
+bench_data_setup(const struct bench_opts *o, struct bench_data *d)
+{
+    memset(d, 0, sizeof(*d));
+    if (o->workload == BENCH_REDUCE) {
+        d->nx = o->param;
+        d->x = (double *)malloc((size_t)d->nx * sizeof(double));
+        if (d->x == NULL) {
+            bench_die("out of memory for %ld doubles", d->nx);
+        }
+        for (long i = 0; i < d->nx; i++) {
+            uint64_t k = bench_mix((uint64_t)i ^ BENCH_REDUCE_SEED) & 0xffff;
+            d->x[i] = (double)k * 0.0625;
+        }
+    } else if (o->workload == BENCH_MATMUL) {
+        size_t bytes;
+
+        d->n = o->param;
+        if (d->n <= 0 || d->n % BENCH_MATMUL_BLOCK != 0 ||
+            d->n % BENCH_MATMUL_KPANEL != 0) {
+            bench_die("matmul n must be a multiple of %d", BENCH_MATMUL_BLOCK);
+        }
+        bytes = (size_t)(d->n * d->n) * sizeof(double);
+        d->a = (double *)malloc(bytes);
+        d->b = (double *)malloc(bytes);
+        d->c = (double *)malloc(bytes);
+        if (d->a == NULL || d->b == NULL || d->c == NULL) {
+            bench_die("out of memory for three %ldx%ld matrices", d->n, d->n);
+        }
+        for (long i = 0; i < d->n * d->n; i++) {
+            uint64_t h = bench_mix((uint64_t)i ^ BENCH_MATMUL_SEED);
+            d->a[i] = (double)(h & 7);
+            d->b[i] = (double)((h >> 3) & 7);
+        }
+    }
+}
+
+/* Called before every repetition, outside the timed region. */
+static inline void
+bench_data_reset(struct bench_data *d)
+{
+    if (d->c != NULL) {
+        memset(d->c, 0, (size_t)(d->n * d->n) * sizeof(double));
+    }
+}
+
+static inline void
+bench_data_free(struct bench_data *d)
+{
+    pthread_mutex_lock(&bench_matmul_lock);
+    for (int i = 0; i < bench_matmul_npacks; i++) {
+        free(bench_matmul_packs[i]);
+    }
+    bench_matmul_npacks = 0;
+    pthread_mutex_unlock(&bench_matmul_lock);
+    free(d->x);
+    free(d->a);
+    free(d->b);
+    free(d->c);
+}
+
+/* ---- Expected values -------------------------------------------------- */
+
+static inline uint64_t
+bench_fib_value(long n)
+{
+    uint64_t a = 0, b = 1;
+
+    for (long i = 0; i < n; i++) {
+        uint64_t t = a + b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/*
+ * Expected checksum and task count of the chosen workload and size.
+ * Returns 1 when known, 0 when only run.sh's cross-check against the
+ * sequential binary applies (a size given with --param).
+ */
+static inline int
+bench_expected(const struct bench_opts *o, uint64_t *sum, uint64_t *tasks)
+{
+    const struct bench_workload *w = &bench_workloads[o->workload];
+
+    if (o->workload == BENCH_FIB) {
+        *sum = bench_fib_value(o->param);
+        *tasks = o->param < 2 ? 0 : bench_fib_value(o->param + 1) - 1;
+        return 1;
+    }
+    if (o->param_overridden || (o->full ? w->sum_full : w->sum_quick) == 0) {
+        return 0;
+    }
+    *sum = o->full ? w->sum_full : w->sum_quick;
+    *tasks = o->full ? w->tasks_full : w->tasks_quick;
+    return 1;
+}
+
+/* Spawned tasks of the recursive reduce over [lo, hi): one per split. */
+static inline uint64_t
+bench_reduce_tasks(long lo, long hi)
+{
+    long mid;
+
+    if (hi - lo <= BENCH_REDUCE_CHUNK) {
+        return 0;
+    }
+    mid = lo + (hi - lo) / 2;
+    return 1 + bench_reduce_tasks(lo, mid) + bench_reduce_tasks(mid, hi);
+}
+
+/* Task count for sizes the table does not cover, where it is cheap. */
+static inline uint64_t
+bench_tasks_formula(const struct bench_opts *o)
+{
+    uint64_t t = 0, level = 1;
+
+    switch (o->workload) {
+    case BENCH_FIB:
+        return o->param < 2 ? 0 : bench_fib_value(o->param + 1) - 1;
+    case BENCH_FANOUT:
+    case BENCH_FANOUT_EMPTY:
+        return (uint64_t)o->param;
+    case BENCH_GATHER:
+        for (long d = 0; d < o->param; d++) {
+            level *= BENCH_GATHER_FANOUT;
+            t += level;
+        }
+        return t;
+    case BENCH_REDUCE:
+        return bench_reduce_tasks(0, o->param);
+    case BENCH_MATMUL:
+        return (uint64_t)((o->param / BENCH_MATMUL_BLOCK) *
+                          (o->param / BENCH_MATMUL_BLOCK));
+    default:
+        return 0;
+    }
+}
+
+/* ---- Command line, header and result lines ---------------------------- */
+
+static void
+bench_usage(const char *prog)
+{
+    fprintf(stderr,
+            "usage: %s --workload W [--threads P] [--size quick|full]\n"
+            "          [--param N] [--reps K] [--warmup W]\n"
+            "       %s --list\n"
+            "workloads:\n",
+            prog, prog);
+    for (int i = 0; i < BENCH_NWORKLOADS; i++) {
+        fprintf(stderr, "  %-13s %s (%s: quick %ld, full %ld)\n",
+                bench_workloads[i].name, bench_workloads[i].what,
+                bench_workloads[i].param_name, bench_workloads[i].quick,
+                bench_workloads[i].full);
+    }
+    exit(64);
+}
+
+static inline void
+bench_parse(int argc, char **argv, const char *runtime, struct bench_opts *o)
+{
+    const char *size = "quick";
+    const char *param = NULL;
+
+    memset(o, 0, sizeof(*o));
+    o->runtime = runtime;
+    o->workload = -1;
+    o->threads = 1;
+    o->reps = 1;
+    o->warmup = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+        if (strcmp(a, "--list") == 0) {
+            for (int k = 0; k < BENCH_NWORKLOADS; k++) {
+                printf("%s\n", bench_workloads[k].name);
+            }
+            exit(0);
+        } else if (strcmp(a, "--print-expected") == 0) {
+            o->print_expected = 1;
+            continue;
+        }
+        if (v == NULL) {
+            bench_usage(argv[0]);
+        }
+        i++;
+        if (strcmp(a, "--workload") == 0) {
+            for (int k = 0; k < BENCH_NWORKLOADS; k++) {
+                if (strcmp(v, bench_workloads[k].name) == 0) {
+                    o->workload = k;
+                }
+            }
+            if (o->workload < 0) {
+                fprintf(stderr, "unknown workload '%s'\n", v);
+                bench_usage(argv[0]);
+            }
+        } else if (strcmp(a, "--threads") == 0) {
+            o->threads = (unsigned int)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--size") == 0) {
+            size = v;
+        } else if (strcmp(a, "--param") == 0) {
+            param = v;
+        } else if (strcmp(a, "--reps") == 0) {
+            o->reps = atoi(v);
+        } else if (strcmp(a, "--warmup") == 0) {
+            o->warmup = atoi(v);
+        } else {
+            bench_usage(argv[0]);
+        }
+    }
+    if (o->print_expected) {
+        return;
+    }
+    if (o->workload < 0 || o->threads < 1 || o->reps < 1 || o->warmup < 0) {
+        bench_usage(argv[0]);
+    }
+    if (strcmp(size, "quick") == 0) {
+        o->full = 0;
+    } else if (strcmp(size, "full") == 0) {
+        o->full = 1;
+    } else {
+        bench_usage(argv[0]);
+    }
+    o->param = o->full ? bench_workloads[o->workload].full
+                       : bench_workloads[o->workload].quick;
+    if (param != NULL) {
+        o->param = strtol(param, NULL, 10);
+        o->param_overridden = 1;
+    }
+    if (o->workload == BENCH_NQUEENS &&
+        (o->param < 1 || o->param > BENCH_NQUEENS_MAX)) {
+        bench_die("nqueens n must be 1..%d", BENCH_NQUEENS_MAX);
+    }
+    if (o->workload == BENCH_GATHER && (o->param < 1 || o->param > 9)) {
+        bench_die("gather depth must be 1..9");
+    }
+}
+
+static inline void
+bench_cpu_model(char *buf, size_t len)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+
+    snprintf(buf, len, "unknown");
+    if (f == NULL) {
+        return;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && colon != NULL) {
+            colon++;
+            while (*colon == ' ' || *colon == '\t') {
+                colon++;
+            }
+            colon[strcspn(colon, "\n")] = '\0';
+            snprintf(buf, len, "%s", colon);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+static inline void
+bench_print_header(const struct bench_opts *o, const char *runtime_version)
+{
+    struct utsname u;
+    char cpu[256];
+
+    bench_cpu_model(cpu, sizeof(cpu));
+    if (uname(&u) != 0) {
+        memset(&u, 0, sizeof(u));
+    }
+    printf("# machine nproc=%ld cpu=\"%s\" kernel=%s\n",
+           sysconf(_SC_NPROCESSORS_ONLN), cpu, u.release);
+    printf("# runtime=%s version=\"%s\" compiler=\"%s\"\n", o->runtime,
+           runtime_version, __VERSION__);
+    printf("# workload=%s %s=%ld size=%s threads=%u reps=%d warmup=%d\n",
+           bench_workloads[o->workload].name,
+           bench_workloads[o->workload].param_name, o->param,
+           o->full ? "full" : "quick", o->threads, o->reps, o->warmup);
+    printf("# seeds uts=0x%llx fanout=0x%llx gather=0x%llx reduce=0x%llx "
+           "matmul=0x%llx\n",
+           (unsigned long long)BENCH_UTS_SEED,
+           (unsigned long long)BENCH_FANOUT_SEED,
+           (unsigned long long)BENCH_GATHER_SEED,
+           (unsigned long long)BENCH_REDUCE_SEED,
+           (unsigned long long)BENCH_MATMUL_SEED);
+}
+
+/*
+ * Check a run's checksum, then print its RESULT line unless it was a
+ * warm-up run. extra is appended verbatim (runtime-specific counters).
+ */
+static inline void
+bench_emit(const struct bench_opts *o, int rep, uint64_t time_ns,
+           uint64_t cpu_ns, uint64_t checksum, const char *extra)
+{
+    uint64_t want_sum = 0, tasks = 0;
+    int known = bench_expected(o, &want_sum, &tasks);
+
+    if (!known) {
+        tasks = bench_tasks_formula(o);
+    }
+    if (known && checksum != want_sum) {
+        fflush(stdout);
+        fprintf(stderr,
+                "\n*** CHECKSUM MISMATCH *** runtime=%s workload=%s "
+                "%s=%ld threads=%u rep=%d: got %llu (0x%llx), expected "
+                "%llu (0x%llx)\n\n",
+                o->runtime, bench_workloads[o->workload].name,
+                bench_workloads[o->workload].param_name, o->param, o->threads,
+                rep, (unsigned long long)checksum,
+                (unsigned long long)checksum, (unsigned long long)want_sum,
+                (unsigned long long)want_sum);
+        exit(2);
+    }
+    if (rep < 0) {
+        return;
+    }
+    printf("RESULT runtime=%s workload=%s size=%s param=%ld threads=%u "
+           "rep=%d time_ns=%llu cpu_ns=%llu tasks=%llu checksum=%llu "
+           "verified=%d%s%s\n",
+           o->runtime, bench_workloads[o->workload].name,
+           o->full ? "full" : "quick", o->param, o->threads, rep,
+           (unsigned long long)time_ns, (unsigned long long)cpu_ns,
+           (unsigned long long)tasks, (unsigned long long)checksum, known,
+           extra != NULL && extra[0] != '\0' ? " " : "",
+           extra != NULL ? extra : "");
+    fflush(stdout);
+}
+
+#endif /* WEFT_PERF_WORKLOADS_H */
