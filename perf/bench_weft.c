@@ -100,8 +100,7 @@ uts_task(weft_task_t *self, void *arg, weft_value_t *result)
 {
     const struct uts_arg *a = (const struct uts_arg *)arg;
     uint64_t digest = bench_uts_digest(a->node.state);
-    int k = a->nkids > 0 ? a->nkids
-                         : bench_uts_children(digest, a->node.depth);
+    int k = a->nkids > 0 ? a->nkids : bench_uts_children(digest, a->node.depth);
     weft_executor_t *ex = weft_task_executor(self);
     struct uts_arg local_args[BENCH_UTS_M];
     weft_future_t *local_futs[BENCH_UTS_M];
@@ -255,8 +254,7 @@ matmul_root(weft_task_t *self, void *arg, weft_value_t *result)
 
     (void)arg;
     for (long b = 0; b < nb * nb; b++) {
-        check(weft_spawn(ex, matmul_block_task, (void *)(intptr_t)b,
-                         &futs[b]),
+        check(weft_spawn(ex, matmul_block_task, (void *)(intptr_t)b, &futs[b]),
               "weft_spawn");
     }
     for (long b = nb * nb - 1; b >= 0; b--) {
@@ -375,10 +373,9 @@ main(int argc, char **argv)
     g_data = &d;
     if (o.workload == BENCH_FANOUT || o.workload == BENCH_FANOUT_EMPTY ||
         o.workload == BENCH_MATMUL) {
-        long n = o.workload == BENCH_MATMUL
-                     ? (o.param / BENCH_MATMUL_BLOCK) *
-                           (o.param / BENCH_MATMUL_BLOCK)
-                     : o.param;
+        long n = o.workload == BENCH_MATMUL ? (o.param / BENCH_MATMUL_BLOCK) *
+                                                  (o.param / BENCH_MATMUL_BLOCK)
+                                            : o.param;
         g_futs = (weft_future_t **)calloc((size_t)n, sizeof(*g_futs));
         if (g_futs == NULL) {
             bench_die("out of memory");

@@ -512,7 +512,8 @@ def cmd_report(outdir):
         print("", file=out)
     print("T1/TP: speedup over the same runtime at 1 thread; Ts/TP: over "
           "plain sequential C; eff = speedup / P; ovh/task = (T1 - Tseq) / "
-          "tasks; cpu/w = process CPU time / wall time (reads low below ~10 ms); "
+          "tasks; cpu/w = process CPU time / wall time (reads low below "
+          "~10 ms); "
           "steals, parks: weft totals per run.", file=out)
     print("", file=out)
     print_headlines(stats, cg, out)

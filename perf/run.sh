@@ -137,9 +137,12 @@ machine_info() {
         echo "gcc:      $(gcc -dumpfullversion 2>/dev/null || echo '?')"
         echo "clang:    $(clang --version 2>/dev/null | head -1 || echo none)"
         echo "tbb:      $(dpkg-query -W -f='${Version}' libtbb-dev 2>/dev/null || echo '?')"
-        echo "governor: $(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null || echo n/a)"
+        echo "governor: $(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor \
+            2>/dev/null || echo n/a)"
         echo "load:     $(cut -d' ' -f1-3 /proc/loadavg)"
-        echo "commit:   $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
+        echo "commit:   $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null ||
+            echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null ||
+            echo ' (dirty: the build uses the working tree)')"
         echo "mode:     $MODE  size=$SIZE  threads=[$THREADS]  rounds=$REPS  warmup=$WARMUP"
         echo "runtimes: $RUNTIMES"
         "$(bin seq)" --workload fib --reps 1 --warmup 0 | grep '^# seeds' |
@@ -428,8 +431,11 @@ echo "perf: results in $OUT"
 for f in "$OUT"/*.png; do
     [ -e "$f" ] && echo "perf:   figure  $f"
 done
-[ -f "$OUT/results.json" ] && echo "perf:   compare with: $PY /usr/share/benchmark/compare.py benchmarks OLD/results.json $OUT/results.json"
+[ -f "$OUT/results.json" ] && echo "perf:   compare with: $PY" \
+    "/usr/share/benchmark/compare.py benchmarks OLD/results.json" \
+    "$OUT/results.json"
 if [ "$FAILED" -ne 0 ]; then
-    echo "perf: $FAILED run(s) FAILED (checksum mismatch, crash or timeout); see above and $OUT/stderr.txt" >&2
+    echo "perf: $FAILED run(s) FAILED (checksum mismatch, crash or" \
+        "timeout); see above and $OUT/stderr.txt" >&2
     exit 1
 fi

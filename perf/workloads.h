@@ -695,9 +695,8 @@ bench_emit(const struct bench_opts *o, int rep, uint64_t time_ns,
                 "%llu (0x%llx)\n\n",
                 o->runtime, bench_workloads[o->workload].name,
                 bench_workloads[o->workload].param_name, o->param, o->threads,
-                rep, (unsigned long long)checksum,
-                (unsigned long long)checksum, (unsigned long long)want_sum,
-                (unsigned long long)want_sum);
+                rep, (unsigned long long)checksum, (unsigned long long)checksum,
+                (unsigned long long)want_sum, (unsigned long long)want_sum);
         exit(2);
     }
     if (rep < 0) {
