@@ -438,7 +438,8 @@ def plots(stats, outdir):
                  "(workloads with 10^4 tasks or more)")
     ax.axhline(0, color="black", linewidth=0.5)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend()
+    ax.legend(ncol=max(len(rts), 1), loc="upper center",
+              bbox_to_anchor=(0.5, -0.08), frameon=False)
     fig.tight_layout()
     fig.savefig(os.path.join(outdir, "overhead.png"), dpi=110)
     plt.close(fig)
