@@ -144,7 +144,11 @@ typedef struct weft_worker_stats {
     uint64_t spawned;      /* tasks this worker pushed on its deque */
     uint64_t executed;     /* task bodies this worker ran */
     uint64_t stolen;       /* tasks this worker stole from another */
-    uint64_t steal_failed; /* steal attempts that found nothing or lost */
+    uint64_t steal_failed; /* steal attempts on a victim whose deque
+                              looked non-empty that came back empty-
+                              handed (emptied meanwhile, or lost every
+                              race); victims that look empty are skipped
+                              and not counted */
     uint64_t injected;     /* tasks taken from the injection queue */
     uint64_t parks;        /* times this worker went to sleep */
 } weft_worker_stats_t;
