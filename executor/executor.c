@@ -523,24 +523,23 @@ default_num_workers(void)
 /* ---- lifecycle ------------------------------------------------------- */
 
 static void
-exec_free(weft_executor_t *ex)
+slabs_free(struct weft__slab *s)
 {
-    for (unsigned int i = 0; i < ex->nworkers; i++) {
-        struct weft__worker *w = &ex->workers[i];
-        struct weft__slab *s = w->slabs;
-        while (s != NULL) {
-            struct weft__slab *next = s->next;
-            free(s);
-            s = next;
-        }
-        weft__deque_fini(&w->dq);
-    }
-    struct weft__slab *s = ex->ext_slabs;
     while (s != NULL) {
         struct weft__slab *next = s->next;
         free(s);
         s = next;
     }
+}
+
+static void
+exec_free(weft_executor_t *ex)
+{
+    for (unsigned int i = 0; i < ex->nworkers; i++) {
+        slabs_free(ex->workers[i].slabs);
+        weft__deque_fini(&ex->workers[i].dq);
+    }
+    slabs_free(ex->ext_slabs);
     pthread_mutex_destroy(&ex->ext_lock);
     weft__timer_fini(&ex->timer);
     free(ex->workers);

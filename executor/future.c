@@ -413,44 +413,21 @@ cont_schedule(struct weft__worker *w, struct weft_future *c)
 
 /* ---- spawning -------------------------------------------------------- */
 
+/* A spawn that is refused still runs the release hook, exactly once. */
 static weft_status_t
-spawn_external(weft_executor_t *ex, const weft_spawn_opts_t *opts,
-               weft_fn_t fn, void *arg, weft_future_t **out)
+spawn_refuse(weft_release_fn_t rel, void *arg, weft_status_t st)
 {
-    weft_release_fn_t rel = opts != NULL ? opts->release : NULL;
-    /* Relaxed: an early refusal; weft__exec_enqueue re-checks under
-     * ext_lock. */
-    if (weft__load_relaxed_u32(&ex->run_state) != WEFT__RUN_ACCEPTING) {
-        if (rel != NULL) {
-            rel(arg);
-        }
-        return WEFT_ESHUTDOWN;
+    if (rel != NULL) {
+        rel(arg);
     }
-    struct weft_future *f = weft__pool_get_external(ex);
-    if (f == NULL) {
-        if (rel != NULL) {
-            rel(arg);
-        }
-        return WEFT_ENOMEM;
-    }
-    future_init(f, fn, arg, out == NULL);
-    future_set_cold(f, opts);
-    f->spawner = NULL;
-    f->slot = 0;
-    weft_status_t st = weft__exec_enqueue(ex, NULL, f);
-    if (st != WEFT_OK) {
-        weft__pool_put(NULL, f);
-        if (rel != NULL) {
-            rel(arg);
-        }
-        return st;
-    }
-    if (out != NULL) {
-        *out = f;
-    }
-    return WEFT_OK;
+    return st;
 }
 
+/*
+ * Every spawn but the fast path: options, outside threads, a full deque,
+ * an empty pool, bad input. weft__exec_enqueue() does the queueing for
+ * both a worker's deque and the injection queue.
+ */
 static weft_status_t __attribute__((noinline))
 spawn_slow(weft_executor_t *ex, const weft_spawn_opts_t *opts, weft_fn_t fn,
            void *arg, weft_future_t **out)
@@ -460,39 +437,31 @@ spawn_slow(weft_executor_t *ex, const weft_spawn_opts_t *opts, weft_fn_t fn,
     }
     weft_release_fn_t rel = opts != NULL ? opts->release : NULL;
     if (ex == NULL || fn == NULL) {
-        if (rel != NULL) {
-            rel(arg);
-        }
-        return WEFT_EINVAL;
+        return spawn_refuse(rel, arg, WEFT_EINVAL);
     }
     struct weft__worker *w = weft__worker_of(ex);
-    if (w == NULL) {
-        return spawn_external(ex, opts, fn, arg, out);
+    /* Relaxed: an early refusal for outside spawns; weft__exec_enqueue()
+     * re-checks under ext_lock. */
+    if (w == NULL &&
+        weft__load_relaxed_u32(&ex->run_state) != WEFT__RUN_ACCEPTING) {
+        return spawn_refuse(rel, arg, WEFT_ESHUTDOWN);
     }
-    struct weft_future *f = weft__pool_get(w);
+    struct weft_future *f =
+        w != NULL ? weft__pool_get(w) : weft__pool_get_external(ex);
     if (f == NULL) {
-        if (rel != NULL) {
-            rel(arg);
-        }
-        return WEFT_ENOMEM;
+        return spawn_refuse(rel, arg, WEFT_ENOMEM);
     }
     future_init(f, fn, arg, out == NULL);
     future_set_cold(f, opts);
     f->spawner = w;
     /* Unpaired: the owner reads its own bottom. */
-    f->slot = weft__load_relaxed_i64(&w->dq.bottom);
-    /* Counted before it is visible (see weft__counter_inc). */
-    weft__counter_inc(&w->spawned);
-    weft_status_t st = weft__deque_push(&w->dq, f);
+    f->slot = w != NULL ? weft__load_relaxed_i64(&w->dq.bottom) : 0;
+    weft_status_t st = weft__exec_enqueue(ex, w, f);
     if (st != WEFT_OK) {
-        weft__counter_dec(&w->spawned);
+        /* Never queued: the pool put drops the token reference. */
         weft__pool_put(w, f);
-        if (rel != NULL) {
-            rel(arg);
-        }
-        return st;
+        return spawn_refuse(rel, arg, st);
     }
-    weft__parker_wake_hint(&ex->idle);
     if (out != NULL) {
         *out = f;
     }
