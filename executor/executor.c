@@ -60,6 +60,7 @@
  *     slabs are freed only at destroy after every worker has exited.
  */
 #include "executor.h"
+#include "primitives/alloc.h"
 #include "primitives/clock.h"
 
 #include <weft/executor.h>
@@ -103,7 +104,7 @@ pool_slab_new(weft_executor_t *ex, struct weft_future **first,
 {
     size_t osz = pool_object_size();
     size_t total = WEFT__CACHELINE + osz * WEFT__SLAB_OBJECTS;
-    struct weft__slab *s = aligned_alloc(WEFT__CACHELINE, total);
+    struct weft__slab *s = weft__alloc_aligned(WEFT__CACHELINE, total);
     if (s == NULL) {
         return NULL;
     }
@@ -527,7 +528,7 @@ slabs_free(struct weft__slab *s)
 {
     while (s != NULL) {
         struct weft__slab *next = s->next;
-        free(s);
+        weft__free(s);
         s = next;
     }
 }
@@ -542,8 +543,8 @@ exec_free(weft_executor_t *ex)
     slabs_free(ex->ext_slabs);
     pthread_mutex_destroy(&ex->ext_lock);
     weft__timer_fini(&ex->timer);
-    free(ex->workers);
-    free(ex);
+    weft__free(ex->workers);
+    weft__free(ex);
 }
 
 static void
@@ -593,9 +594,7 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
     }
     unsigned int n = c.num_workers != 0 ? c.num_workers : default_num_workers();
 
-    weft_executor_t *ex = aligned_alloc(WEFT__CACHELINE,
-                                        (sizeof(*ex) + WEFT__CACHELINE - 1) &
-                                            ~(size_t)(WEFT__CACHELINE - 1));
+    weft_executor_t *ex = weft__alloc_aligned(WEFT__CACHELINE, sizeof(*ex));
     if (ex == NULL) {
         return WEFT_ENOMEM;
     }
@@ -607,20 +606,20 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
     weft__parker_init(&ex->idle);
     weft__parker_init(&ex->quiet);
     if (weft__timer_init(&ex->timer, ex->name_prefix) != WEFT_OK) {
-        free(ex);
+        weft__free(ex);
         return WEFT_ESYS;
     }
     if (pthread_mutex_init(&ex->ext_lock, NULL) != 0) {
         weft__timer_fini(&ex->timer);
-        free(ex);
+        weft__free(ex);
         return WEFT_ESYS;
     }
-    ex->workers = aligned_alloc(WEFT__CACHELINE,
-                                sizeof(struct weft__worker) * n);
+    ex->workers =
+        weft__alloc_aligned(WEFT__CACHELINE, sizeof(struct weft__worker) * n);
     if (ex->workers == NULL) {
         pthread_mutex_destroy(&ex->ext_lock);
         weft__timer_fini(&ex->timer);
-        free(ex);
+        weft__free(ex);
         return WEFT_ENOMEM;
     }
     memset(ex->workers, 0, sizeof(struct weft__worker) * n);

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "primitives/alloc.h"
 #include "primitives/cancel.h"
 #include "primitives/clock.h"
 
@@ -152,7 +153,7 @@ weft__timer_arm(struct weft__timer *t, weft_token_t *tok)
     if (t->n == t->cap) {
         size_t cap = t->cap != 0 ? t->cap * 2 : 16;
         struct weft__timer_entry *h =
-            realloc(t->heap, cap * sizeof(*t->heap));
+            weft__realloc(t->heap, cap * sizeof(*t->heap));
         if (h == NULL) {
             pthread_mutex_unlock(&t->lock);
             return WEFT_ENOMEM;
@@ -199,7 +200,7 @@ void
 weft__timer_fini(struct weft__timer *t)
 {
     weft__timer_stop(t);
-    free(t->heap);
+    weft__free(t->heap);
     t->heap = NULL;
     t->n = t->cap = 0;
     pthread_cond_destroy(&t->cond);

@@ -77,6 +77,21 @@ weft__alloc(size_t n)
 }
 
 void *
+weft__alloc_aligned(size_t align, size_t n)
+{
+    if (alloc_inject()) {
+        return NULL;
+    }
+    size_t sz = n == 0 ? align : (n + align - 1) / align * align;
+    void *p = aligned_alloc(align, sz);
+    if (p != NULL) {
+        /* Unpaired: a statistic (invariant 3). */
+        (void)weft__faa_u64(&alloc_allocated, 1);
+    }
+    return p;
+}
+
+void *
 weft__realloc(void *p, size_t n)
 {
     if (alloc_inject()) {

@@ -1,8 +1,9 @@
 /*
  * alloc.h - the one allocation entry point of weft's primitives (internal).
  *
- * Every heap allocation made by error.c, errgroup.c and cancel.c goes
- * through weft__alloc() / weft__realloc() / weft__free(), so that a later
+ * Every heap allocation weft makes (errors, groups, tokens, deque buffers,
+ * the executor, its pool slabs and its timer) goes through weft__alloc() /
+ * weft__alloc_aligned() / weft__realloc() / weft__free(), so that a later
  * allocation hook (user-supplied allocators, fault injection in the
  * executor) has one place to attach to. Today they are malloc, realloc and
  * free plus two test aids:
@@ -34,6 +35,13 @@
  * injector fails this call. Thread-safety: any thread. Blocking: as malloc.
  */
 void *weft__alloc(size_t n);
+
+/*
+ * Allocate n bytes aligned to align (a power of two, at most a page),
+ * rounding n up to a multiple of align as aligned_alloc requires. Free
+ * with weft__free(). Returns and thread-safety as weft__alloc().
+ */
+void *weft__alloc_aligned(size_t align, size_t n);
 
 /*
  * Resize p to n bytes, as realloc (p == NULL allocates). Counts as one

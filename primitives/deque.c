@@ -49,11 +49,13 @@
 
 #include <stdlib.h>
 
+#include "alloc.h"
+
 static struct weft__deque_buf *
 deque_buf_new(int64_t capacity)
 {
     struct weft__deque_buf *a =
-        malloc(sizeof(*a) + (size_t)capacity * sizeof(void *));
+        weft__alloc(sizeof(*a) + (size_t)capacity * sizeof(void *));
     if (a == NULL) {
         return NULL;
     }
@@ -117,10 +119,10 @@ weft__deque_fini(struct weft__deque *dq)
     struct weft__deque_buf *r = dq->retired;
     while (r != NULL) {
         struct weft__deque_buf *next = r->retired_next;
-        free(r);
+        weft__free(r);
         r = next;
     }
-    free(dq->buf);
+    weft__free(dq->buf);
     dq->buf = NULL;
     dq->retired = NULL;
 }
