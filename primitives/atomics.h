@@ -19,6 +19,9 @@
  *    the ordering on the access gives TSan the real happens-before edge
  *    instead of a hand-written copy of it that can drift.
  *
+ * Unpaired: this file only defines the orderings; each call site says
+ * what it pairs with (tests/lint_sync_comments.sh checks the callers).
+ *
  * The store->load barrier is the hot cost. On the AMD EPYC machines weft is
  * developed on, ck_pr_fence_store_load() is an mfence at about 17 ns, while
  * a lock-prefixed read-modify-write (xchg, lock xadd, lock cmpxchg) gives
@@ -195,6 +198,7 @@ weft__fence_rel(void)
     static inline type weft__load_acq_##T(const type *p)                      \
     {                                                                         \
         WEFT__PERTURB();                                                      \
+        /* Unpaired: a definition; the caller's comment pairs it. */     \
         type v = (type)ck_pr_load_##ck(p);                      \
         ck_pr_fence_acquire();                                                \
         return v;                                                             \
@@ -206,6 +210,7 @@ weft__fence_rel(void)
     }                                                                         \
     static inline void weft__store_rel_##T(type *p, type v)                   \
     {                                                                         \
+        /* Unpaired: a definition; the caller's comment pairs it. */     \
         WEFT__PERTURB();                                                      \
         ck_pr_fence_release();                                                \
         ck_pr_store_##ck(p, v);                                       \
@@ -215,17 +220,20 @@ weft__fence_rel(void)
     static inline bool weft__cas_##T(type *p, type old, type nv)              \
     {                                                                         \
         WEFT__PERTURB();                                                      \
+        /* Unpaired: a definition; the caller's comment pairs it. */     \
         return ck_pr_cas_##ck(p, old, nv);                            \
     }                                                                         \
     static inline bool weft__cas_value_##T(type *p, type old, type nv,        \
                                            type *seen)                        \
     {                                                                         \
         WEFT__PERTURB();                                                      \
+        /* Unpaired: a definition; the caller's comment pairs it. */     \
         return ck_pr_cas_##ck##_value(p, old, nv, seen);      \
     }                                                                         \
     static inline type weft__fas_##T(type *p, type v)                         \
     {                                                                         \
         WEFT__PERTURB();                                                      \
+        /* Unpaired: a definition; the caller's comment pairs it. */     \
         return (type)ck_pr_fas_##ck(p, v);                            \
     }
 
@@ -241,6 +249,7 @@ static inline void *
 weft__load_acq_ptr(void *const *p)
 {
     WEFT__PERTURB();
+    /* Unpaired: a definition; the caller's comment pairs it. */
     void *v = ck_pr_load_ptr(p);
     ck_pr_fence_acquire();
     return v;
@@ -257,6 +266,7 @@ static inline void
 weft__store_rel_ptr(void **p, void *v)
 {
     WEFT__PERTURB();
+    /* Unpaired: a definition; the caller's comment pairs it. */
     ck_pr_fence_release();
     ck_pr_store_ptr(p, v);
 }
@@ -265,6 +275,7 @@ static inline bool
 weft__cas_ptr(void **p, void *old, void *nv)
 {
     WEFT__PERTURB();
+    /* Unpaired: a definition; the caller's comment pairs it. */
     return ck_pr_cas_ptr(p, old, nv);
 }
 
@@ -272,6 +283,7 @@ static inline bool
 weft__cas_value_ptr(void **p, void *old, void *nv, void **seen)
 {
     WEFT__PERTURB();
+    /* Unpaired: a definition; the caller's comment pairs it. */
     return ck_pr_cas_ptr_value(p, old, nv, seen);
 }
 
@@ -279,6 +291,7 @@ static inline void *
 weft__fas_ptr(void **p, void *v)
 {
     WEFT__PERTURB();
+    /* Unpaired: a definition; the caller's comment pairs it. */
     return ck_pr_fas_ptr(p, v);
 }
 
@@ -299,6 +312,7 @@ weft__load_acq_i64(const int64_t *p)
 {
     WEFT__PERTURB();
     int64_t v = (int64_t)ck_pr_load_64((const uint64_t *)p);
+    /* Unpaired: a definition; the caller's comment pairs it. */
     ck_pr_fence_acquire();
     return v;
 }
@@ -314,6 +328,7 @@ static inline void
 weft__store_rel_i64(int64_t *p, int64_t v)
 {
     WEFT__PERTURB();
+    /* Unpaired: a definition; the caller's comment pairs it. */
     ck_pr_fence_release();
     ck_pr_store_64((uint64_t *)p, (uint64_t)v);
 }
@@ -322,6 +337,7 @@ static inline bool
 weft__cas_i64(int64_t *p, int64_t old, int64_t nv)
 {
     WEFT__PERTURB();
+    /* Unpaired: a definition; the caller's comment pairs it. */
     return ck_pr_cas_64((uint64_t *)p, (uint64_t)old, (uint64_t)nv);
 }
 
@@ -329,6 +345,7 @@ static inline int64_t
 weft__fas_i64(int64_t *p, int64_t v)
 {
     WEFT__PERTURB();
+    /* Unpaired: a definition; the caller's comment pairs it. */
     return (int64_t)ck_pr_fas_64((uint64_t *)p, (uint64_t)v);
 }
 
@@ -361,11 +378,13 @@ weft__fetch_or_u32(uint32_t *p, uint32_t bits)
  * Order a preceding read-modify-write (such as weft__fas_*) before later
  * loads. Free on TSO, where locked instructions are full barriers; a real
  * fence on weaker models, where an exchange alone does not order a later
+ * (Unpaired: a definition; the caller's comment pairs it.)
  * relaxed load (ck_pr_fence_atomic_load is ck's name for exactly this).
  */
 static inline void
 weft__fence_rmw_load(void)
 {
+    /* Unpaired: a definition; the caller's comment pairs it. */
     ck_pr_fence_atomic_load();
 }
 
@@ -382,14 +401,17 @@ weft__fence_store_load(void)
  * hardware loads are not reordered with older loads, and the thief has no
  * pending store whose order matters (its previous top CAS was a locked
  * instruction and has drained), so a compiler barrier is enough; on weaker
+ * (Unpaired: a definition; the caller's comment pairs it.)
  * models ck_pr_fence_memory() is the full fence the paper asks for.
  */
 static inline void
 weft__fence_sc_loads(void)
 {
 #if defined(CK_MD_TSO)
+    /* Unpaired: a definition; the caller's comment pairs it. */
     ck_pr_fence_load();
 #else
+    /* Unpaired: a definition; the caller's comment pairs it. */
     ck_pr_fence_memory();
 #endif
 }
@@ -397,12 +419,14 @@ weft__fence_sc_loads(void)
 static inline void
 weft__fence_acq(void)
 {
+    /* Unpaired: a definition; the caller's comment pairs it. */
     ck_pr_fence_acquire();
 }
 
 static inline void
 weft__fence_rel(void)
 {
+    /* Unpaired: a definition; the caller's comment pairs it. */
     ck_pr_fence_release();
 }
 
