@@ -38,7 +38,7 @@
  *
  * Shutdown and quiescence: every task is counted once when queued
  * (w->spawned on a worker, ex->ext_submitted from outside) and once when it
- * ends (w->ended or ex->ext_ended). After shutdown begins no outside
+ * ends (w->ended: only workers end tasks). After shutdown begins no outside
  * submission is accepted, so only running tasks can create tasks. The
  * shutdown caller reads all "ended" counters (acquire), then all "spawned"
  * counters (acquire). A task counted as ended was counted as spawned
@@ -355,10 +355,8 @@ exec_quiescent(weft_executor_t *ex)
     uint64_t spawned = 0;
     /*
      * Ended counters first, then spawned ones (see the file comment).
-     * Pairs with: the release stores in weft__counter_inc() and
-     * weft__exec_enqueue().
+     * Only workers end tasks, so only their counters hold ends.
      */
-    ended += weft__load_acq_u64(&ex->ext_ended);
     for (unsigned int i = 0; i < ex->nworkers; i++) {
         /* Pairs with: weft__counter_inc(&w->ended). */
         ended += weft__load_acq_u64(&ex->workers[i].ended);

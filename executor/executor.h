@@ -87,7 +87,7 @@ struct weft_executor {
 
     /*
      * ext_lock protects: the injection queue (inj_head, inj_tail), the
-     * executor-level slab list (ext_slabs) and free list (ext_free), ext_submitted/ext_ended
+     * executor-level slab list (ext_slabs) and free list (ext_free), ext_submitted
      * updates from non-worker threads, and the run_state transitions.
      */
     pthread_mutex_t ext_lock;
@@ -98,7 +98,6 @@ struct weft_executor {
     struct weft__slab *ext_slabs;
     struct weft_future *ext_free; /* free objects for outside spawns */
     uint64_t ext_submitted;       /* tasks injected from outside */
-    uint64_t ext_ended;           /* tasks ended by non-worker threads */
     uint64_t next_task_id;        /* faa: lazily assigned task ids */
 
     /* Executor-wide free stack: Treiber push (CAS), pop-all (fas), so no

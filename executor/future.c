@@ -949,6 +949,19 @@ weft_future_value(const weft_future_t *f, weft_value_t *out)
     return f->status;
 }
 
+bool
+weft_future_has_started(const weft_future_t *f)
+{
+    if (f == NULL) {
+        return false;
+    }
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(); an
+     * ended future's started flag was written before its outcome. */
+    (void)weft__load_acq_u32(&f->state);
+    /* Relaxed: ordered by the acquire load above once f has ended. */
+    return weft__load_relaxed_u32(&f->started) != 0;
+}
+
 const char *
 weft_future_name(const weft_future_t *f)
 {

@@ -2011,3 +2011,45 @@ Test(cancellation, bad_input_is_rejected)
     weft_token_release(tok);
     leak_check_end();
 }
+
+static weft_status_t
+body_returns_canceled(weft_task_t *self, void *arg, weft_value_t *out)
+{
+    (void)self;
+    (void)arg;
+    (void)out;
+    return WEFT_ECANCELED;
+}
+
+Test(cancellation, has_started_tells_cancelled_before_start_from_body_cancel)
+{
+    leak_check_begin();
+    FOR_EACH_WORKER_COUNT(n)
+    {
+        weft_executor_t *ex = ex_new(n);
+        /* Cancelled before it started: never ran. */
+        weft_token_t *tok = NULL;
+        cr_assert_eq(weft_token_create(NULL, &tok), WEFT_OK);
+        cr_assert_eq(weft_token_cancel(tok, NULL), WEFT_OK);
+        weft_spawn_opts_t o = {.token = tok};
+        weft_future_t *f = NULL;
+        cr_assert_eq(weft_spawn_ex(ex, &o, body_returns_canceled, NULL, &f),
+                     WEFT_OK);
+        cr_assert_eq(weft_future_wait(f), WEFT_ECANCELED);
+        cr_assert_eq(weft_future_outcome(f), WEFT_OUTCOME_CANCELLED);
+        cr_assert(!weft_future_has_started(f), "never ran");
+        cr_assert_eq(weft_future_release(f), WEFT_OK);
+        weft_token_release(tok);
+        /* Ran, then returned WEFT_ECANCELED: same outcome, but started. */
+        f = NULL;
+        cr_assert_eq(weft_spawn(ex, body_returns_canceled, NULL, &f),
+                     WEFT_OK);
+        cr_assert_eq(weft_future_wait(f), WEFT_ECANCELED);
+        cr_assert_eq(weft_future_outcome(f), WEFT_OUTCOME_CANCELLED);
+        cr_assert(weft_future_has_started(f), "its body ran");
+        cr_assert_eq(weft_future_release(f), WEFT_OK);
+        cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    }
+    cr_assert(!weft_future_has_started(NULL));
+    leak_check_end();
+}

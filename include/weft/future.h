@@ -221,6 +221,15 @@ weft_status_t weft_future_status(const weft_future_t *f);
 weft_status_t weft_future_value(const weft_future_t *f, weft_value_t *out);
 
 /*
+ * Whether f's body was entered. Once f has ended this tells a task that
+ * ended CANCELLED without running (false: cancelled before it started)
+ * from one whose body ran and returned WEFT_ECANCELED (true). While f is
+ * pending it is a hint. False for NULL. Never blocks; any thread holding a
+ * reference.
+ */
+bool weft_future_has_started(const weft_future_t *f);
+
+/*
  * Take another reference to f (to hand it to another thread).
  * Returns WEFT_OK; WEFT_EINVAL for NULL. Any thread holding a reference.
  */
