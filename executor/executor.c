@@ -180,10 +180,9 @@ weft__pool_get_external(weft_executor_t *ex)
 }
 
 void
-weft__pool_put_slow(weft_executor_t *ex, struct weft__worker *w,
-                    struct weft_future *f)
+weft__pool_put_slow(struct weft_future *f)
 {
-    (void)w;
+    weft_executor_t *ex = f->ex;
     void *head = weft__load_relaxed_ptr((void *const *)&ex->free_stack);
     for (;;) {
         f->next = head;
@@ -449,7 +448,7 @@ worker_main(void *arg)
     }
     /*
      * Count this worker as started (its hook has returned).
-     * Pairs with: the acquire load in exec_wait_started().
+     * Pairs with: the acquire load in exec_all_started().
      */
     (void)weft__faa_u32(&ex->nstarted, 1);
     weft__parker_wake(&ex->quiet);
@@ -559,20 +558,37 @@ exec_stop_and_join(weft_executor_t *ex)
     }
 }
 
-/* Block until every worker has run its start hook (create's promise). */
+/*
+ * Sleep on ex->quiet until done(ex) holds: prepare, re-check, park (the
+ * parker's no-lost-wake-up protocol; whoever makes done() true wakes
+ * ex->quiet after doing so). backstop_ms > 0 bounds each park, for a
+ * condition whose wakers may miss us (see weft_executor_shutdown).
+ */
 static void
-exec_wait_started(weft_executor_t *ex)
+exec_wait_quiet(weft_executor_t *ex, bool (*done)(weft_executor_t *),
+                long backstop_ms)
 {
-    /* Pairs with: the faa on nstarted in worker_main(). */
-    while (weft__load_acq_u32(&ex->nstarted) < ex->nworkers) {
+    while (!done(ex)) {
         uint64_t ticket = weft__parker_prepare(&ex->quiet);
-        /* Pairs with: the faa on nstarted in worker_main(). */
-        if (weft__load_acq_u32(&ex->nstarted) >= ex->nworkers) {
+        if (done(ex)) {
             weft__parker_cancel(&ex->quiet);
             break;
         }
-        (void)weft__parker_park(&ex->quiet, ticket, NULL);
+        struct timespec dl;
+        if (backstop_ms > 0) {
+            deadline_after_ms(&dl, backstop_ms);
+        }
+        (void)weft__parker_park(&ex->quiet, ticket,
+                                backstop_ms > 0 ? &dl : NULL);
     }
+}
+
+/* Every worker has run its start hook (create's promise). */
+static bool
+exec_all_started(weft_executor_t *ex)
+{
+    /* Pairs with: the faa on nstarted in worker_main(). */
+    return weft__load_acq_u32(&ex->nstarted) >= ex->nworkers;
 }
 
 weft_status_t
@@ -645,7 +661,7 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
         }
         w->started = 1;
     }
-    exec_wait_started(ex);
+    exec_wait_quiet(ex, exec_all_started, 0);
     *out = ex;
     return WEFT_OK;
 }
@@ -685,16 +701,9 @@ weft_executor_shutdown(weft_executor_t *ex, weft_shutdown_mode_t mode)
     pthread_mutex_unlock(&ex->ext_lock);
     /* Let sleeping workers see the new state and drain or cancel. */
     weft__parker_wake(&ex->idle);
-    while (!exec_quiescent(ex)) {
-        uint64_t ticket = weft__parker_prepare(&ex->quiet);
-        if (exec_quiescent(ex)) {
-            weft__parker_cancel(&ex->quiet);
-            break;
-        }
-        struct timespec dl;
-        deadline_after_ms(&dl, 10);
-        (void)weft__parker_park(&ex->quiet, ticket, &dl);
-    }
+    /* Workers wake ex->quiet when they go idle during a shutdown; the
+     * 10 ms backstop covers a worker that is busy in user code then. */
+    exec_wait_quiet(ex, exec_quiescent, 10);
     return WEFT_OK;
 }
 

@@ -129,8 +129,8 @@ weft__worker_of(const weft_executor_t *ex)
 /* Slow paths of the pool. */
 struct weft_future *weft__pool_refill(struct weft__worker *w);
 struct weft_future *weft__pool_get_external(weft_executor_t *ex);
-void weft__pool_put_slow(weft_executor_t *ex, struct weft__worker *w,
-                         struct weft_future *f);
+/* Push f on its executor's free stack (any thread). */
+void weft__pool_put_slow(struct weft_future *f);
 
 /* Take a future object for a new task. NULL on allocation failure. */
 static inline struct weft_future *
@@ -207,7 +207,7 @@ weft__pool_put(struct weft__worker *w, struct weft_future *f)
         w->free_list = f;
         return;
     }
-    weft__pool_put_slow(f->ex, w, f);
+    weft__pool_put_slow(f);
 }
 
 /*
