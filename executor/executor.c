@@ -104,7 +104,7 @@ pool_slab_new(weft_executor_t *ex, struct weft_future **first,
 {
     size_t osz = pool_object_size();
     size_t total = WEFT__CACHELINE + osz * WEFT__SLAB_OBJECTS;
-    struct weft__slab *s = weft__alloc_aligned(WEFT__CACHELINE, total);
+    struct weft__slab *s = WEFT__ALLOC_ALIGNED(WEFT__CACHELINE, total);
     if (s == NULL) {
         return NULL;
     }
@@ -608,7 +608,7 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
     }
     unsigned int n = c.num_workers != 0 ? c.num_workers : default_num_workers();
 
-    weft_executor_t *ex = weft__alloc_aligned(WEFT__CACHELINE, sizeof(*ex));
+    weft_executor_t *ex = WEFT__ALLOC_ALIGNED(WEFT__CACHELINE, sizeof(*ex));
     if (ex == NULL) {
         return WEFT_ENOMEM;
     }
@@ -629,7 +629,7 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
         return WEFT_ESYS;
     }
     ex->workers =
-        weft__alloc_aligned(WEFT__CACHELINE, sizeof(struct weft__worker) * n);
+        WEFT__ALLOC_ALIGNED(WEFT__CACHELINE, sizeof(struct weft__worker) * n);
     if (ex->workers == NULL) {
         pthread_mutex_destroy(&ex->ext_lock);
         weft__timer_fini(&ex->timer);

@@ -153,7 +153,7 @@ weft__timer_arm(struct weft__timer *t, weft_token_t *tok)
     if (t->n == t->cap) {
         size_t cap = t->cap != 0 ? t->cap * 2 : 16;
         struct weft__timer_entry *h =
-            weft__realloc(t->heap, cap * sizeof(*t->heap));
+            WEFT__REALLOC(t->heap, cap * sizeof(*t->heap));
         if (h == NULL) {
             pthread_mutex_unlock(&t->lock);
             return WEFT_ENOMEM;

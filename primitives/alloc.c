@@ -20,6 +20,16 @@
  *     weft__free().
  *  3. None of these counters orders any other memory access; they are
  *     statistics, read exactly only when the process is quiescent.
+ *  4. Each call adds 1 to its site's calls, and each injected failure adds
+ *     1 to its site's failed, so summed over the sites failed equals
+ *     weft__alloc_failures() (since the last weft__alloc_sites_reset()).
+ *
+ * The site list is the ELF section weft_alloc_sites, which the allocation
+ * macros in alloc.h fill with one pointer per call site. The linker
+ * defines __start_weft_alloc_sites and __stop_weft_alloc_sites around it
+ * (these two names break the no-leading-underscore rule because the linker
+ * chooses them). They are weak so that a program with no site at all
+ * still links, with both NULL.
  */
 #include "alloc.h"
 
@@ -35,10 +45,18 @@ static uint64_t alloc_allocated;
 static uint64_t alloc_freed;
 static uint64_t alloc_injected;
 
+/* Bounds of the site list, defined by the linker (see the top comment). */
+extern struct weft__alloc_site *__start_weft_alloc_sites[]
+    __attribute__((weak));
+extern struct weft__alloc_site *__stop_weft_alloc_sites[]
+    __attribute__((weak));
+
 /* True when the injector says this call must fail. */
 static bool
-alloc_inject(void)
+alloc_inject(struct weft__alloc_site *site)
 {
+    /* Unpaired: a statistic (invariant 3). */
+    (void)weft__faa_u64(&site->calls, 1);
     /* Relaxed: the countdown orders nothing; the CAS below decides. */
     int64_t c = weft__load_relaxed_i64(&alloc_countdown);
     while (c >= 0) {
@@ -52,6 +70,8 @@ alloc_inject(void)
             if (c == 0) {
                 /* Unpaired: a statistic (invariant 3). */
                 (void)weft__faa_u64(&alloc_injected, 1);
+                /* Unpaired: a statistic (invariants 3 and 4). */
+                (void)weft__faa_u64(&site->failed, 1);
                 return true;
             }
             return false;
@@ -63,9 +83,9 @@ alloc_inject(void)
 }
 
 void *
-weft__alloc(size_t n)
+weft__alloc_at(struct weft__alloc_site *site, size_t n)
 {
-    if (alloc_inject()) {
+    if (alloc_inject(site)) {
         return NULL;
     }
     void *p = malloc(n == 0 ? 1 : n);
@@ -77,9 +97,9 @@ weft__alloc(size_t n)
 }
 
 void *
-weft__alloc_aligned(size_t align, size_t n)
+weft__alloc_aligned_at(struct weft__alloc_site *site, size_t align, size_t n)
 {
-    if (alloc_inject()) {
+    if (alloc_inject(site)) {
         return NULL;
     }
     size_t sz = n == 0 ? align : (n + align - 1) / align * align;
@@ -92,9 +112,9 @@ weft__alloc_aligned(size_t align, size_t n)
 }
 
 void *
-weft__realloc(void *p, size_t n)
+weft__realloc_at(struct weft__alloc_site *site, void *p, size_t n)
 {
-    if (alloc_inject()) {
+    if (alloc_inject(site)) {
         return NULL;
     }
     void *q = realloc(p, n == 0 ? 1 : n);
@@ -134,6 +154,53 @@ weft__alloc_live(void)
     /* Relaxed: as above. */
     uint64_t allocated = weft__load_relaxed_u64(&alloc_allocated);
     return (int64_t)(allocated - freed);
+}
+
+size_t
+weft__alloc_sites(struct weft__alloc_site_info *out, size_t n)
+{
+    struct weft__alloc_site **b = __start_weft_alloc_sites;
+    struct weft__alloc_site **e = __stop_weft_alloc_sites;
+    size_t count = 0;
+    if (b == NULL || e == NULL) {
+        return 0;
+    }
+    for (struct weft__alloc_site **p = b; p < e; p++) {
+        struct weft__alloc_site *s = *p;
+        if (s == NULL) {
+            continue; /* padding, should a linker ever insert any */
+        }
+        if (count < n) {
+            out[count].file = s->file;
+            out[count].line = s->line;
+            out[count].func = s->func;
+            out[count].kind = s->kind;
+            /* Relaxed: statistics (invariant 3). */
+            out[count].calls = weft__load_relaxed_u64(&s->calls);
+            /* Relaxed: statistics (invariant 3). */
+            out[count].failed = weft__load_relaxed_u64(&s->failed);
+        }
+        count++;
+    }
+    return count;
+}
+
+void
+weft__alloc_sites_reset(void)
+{
+    struct weft__alloc_site **b = __start_weft_alloc_sites;
+    struct weft__alloc_site **e = __stop_weft_alloc_sites;
+    if (b == NULL || e == NULL) {
+        return;
+    }
+    for (struct weft__alloc_site **p = b; p < e; p++) {
+        if (*p != NULL) {
+            /* Relaxed: statistics reset while nothing allocates. */
+            weft__store_relaxed_u64(&(*p)->calls, 0);
+            /* Relaxed: as above. */
+            weft__store_relaxed_u64(&(*p)->failed, 0);
+        }
+    }
 }
 
 uint64_t

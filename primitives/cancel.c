@@ -388,7 +388,7 @@ static weft_status_t
 token_new(const struct weft__clock *clock, uint64_t deadline_ns,
           uint32_t flags, weft_token_t **out)
 {
-    weft_token_t *t = weft__alloc(sizeof(*t));
+    weft_token_t *t = WEFT__ALLOC(sizeof(*t));
     if (t == NULL) {
         return WEFT_ENOMEM;
     }
@@ -762,7 +762,7 @@ weft_token_register(weft_token_t *t, weft_cancel_fn_t fn, void *arg,
     if (t == NULL || fn == NULL) {
         return WEFT_EINVAL;
     }
-    weft_cancel_cb_t *cb = weft__alloc(sizeof(*cb));
+    weft_cancel_cb_t *cb = WEFT__ALLOC(sizeof(*cb));
     if (cb == NULL) {
         return WEFT_ENOMEM;
     }

@@ -55,7 +55,7 @@ static struct weft__deque_buf *
 deque_buf_new(int64_t capacity)
 {
     struct weft__deque_buf *a =
-        weft__alloc(sizeof(*a) + (size_t)capacity * sizeof(void *));
+        WEFT__ALLOC(sizeof(*a) + (size_t)capacity * sizeof(void *));
     if (a == NULL) {
         return NULL;
     }

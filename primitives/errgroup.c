@@ -66,7 +66,7 @@ struct weft_errgroup {
 static weft_errgroup_t *
 errgroup_new(const char *msg, size_t len)
 {
-    weft_errgroup_t *g = weft__alloc(sizeof(*g) + len + 1);
+    weft_errgroup_t *g = WEFT__ALLOC(sizeof(*g) + len + 1);
     if (g == NULL) {
         return NULL;
     }
@@ -94,7 +94,7 @@ weft_errgroup_create(weft_errgroup_t **out, const char *fmt, ...)
         va_end(ap);
         len = n > 0 ? (size_t)n : 0;
     }
-    weft_errgroup_t *g = weft__alloc(sizeof(*g) + len + 1);
+    weft_errgroup_t *g = WEFT__ALLOC(sizeof(*g) + len + 1);
     if (g == NULL) {
         return WEFT_ENOMEM;
     }
@@ -170,7 +170,7 @@ errgroup_insert(weft_errgroup_t *g, uint64_t key, weft_error_t *e,
     if (g->count == g->cap) {
         size_t ncap = g->cap == 0 ? 4 : g->cap * 2;
         struct errgroup_entry *ne =
-            weft__realloc(g->entries, ncap * sizeof(*ne));
+            WEFT__REALLOC(g->entries, ncap * sizeof(*ne));
         if (ne == NULL) {
             return WEFT_ENOMEM;
         }

@@ -112,7 +112,7 @@ error_make(weft_error_t **out, weft_error_t *cause, int code,
         /* A format error (n < 0) keeps an empty message. */
         len = n > 0 ? (size_t)n : 0;
     }
-    weft_error_t *e = weft__alloc(sizeof(*e) + len + 1);
+    weft_error_t *e = WEFT__ALLOC(sizeof(*e) + len + 1);
     if (e == NULL) {
         *out = NULL;
         return WEFT_ENOMEM;
