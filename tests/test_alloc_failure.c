@@ -14,13 +14,26 @@
  * The scenario touches every allocation site of the executor: the
  * executor and its worker array, deque buffers (initial and grown), pool
  * slabs (on a worker and from outside), task errors, token callbacks,
- * continuations, and the deadline timer's heap.
+ * continuations, and the deadline timer's heap. A second scenario does the
+ * same for error groups (create, add, nest, flatten, split).
+ *
+ * Site coverage: every allocation call is tagged with its site
+ * (WEFT__ALLOC* in primitives/alloc.h, which registers each call site at
+ * link time). every_registered_site_fails runs both sweeps and asserts that
+ * each registered site had its allocation failed at least once, naming
+ * those that did not; sources_use_tagged_allocation checks from the
+ * source tree that no allocation in executor/ or primitives/ bypasses the
+ * macros and that every macro use is a site this test program links (so a
+ * new site in a new file is not silently left out of the sweep).
  */
 #include <criterion/criterion.h>
 
+#include <dirent.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <weft.h>
 
@@ -63,6 +76,14 @@ cont(weft_task_t *self, void *arg, weft_value_t *out)
     atomic_fetch_add(&bodies, 1);
     out->i64 = weft_future_is_done(weft_task_antecedent(self));
     return WEFT_OK;
+}
+
+static void
+on_cancel(void *arg, weft_error_t *reason)
+{
+    (void)arg;
+    (void)reason;
+    cr_assert_fail("no token is cancelled in this scenario");
 }
 
 struct tally {
@@ -163,6 +184,18 @@ scenario(unsigned int workers)
         cr_assert(ts == WEFT_OK || ts == WEFT_ENOMEM, "token: %s",
                   weft_status_name(ts));
         if (ts == WEFT_OK) {
+            /* A user callback registration (the executor's own waits use
+             * intrusive registrations that do not allocate). */
+            weft_cancel_cb_t *cb = NULL;
+            weft_status_t rs = weft_token_register(tok, on_cancel, NULL, &cb);
+            cr_assert(rs == WEFT_OK || rs == WEFT_ENOMEM, "register: %s",
+                      weft_status_name(rs));
+            if (rs == WEFT_OK) {
+                cr_assert_eq(weft_token_deregister(cb), WEFT_OK,
+                             "the callback never ran: nothing cancelled");
+            } else {
+                cr_assert_null(cb);
+            }
             weft_status_t ws = weft_executor_watch_deadline(ex, tok);
             cr_assert(ws == WEFT_OK || ws == WEFT_ENOMEM, "watch: %s",
                       weft_status_name(ws));
@@ -229,4 +262,315 @@ Test(alloc_failure, every_allocation_fails_in_turn_on_one_worker)
 Test(alloc_failure, every_allocation_fails_in_turn_on_two_workers)
 {
     sweep(2);
+}
+
+/* ---- error groups ----------------------------------------------------- */
+
+static bool
+pred_even(const weft_error_t *e, void *ctx)
+{
+    (void)ctx;
+    return weft_error_status(e) % 2 == 0;
+}
+
+/* Build, nest, flatten and split groups; every step may fail with ENOMEM
+ * and must then leave things as they were. */
+static void
+errgroup_scenario(void)
+{
+    int64_t live = weft__alloc_live();
+    weft_errgroup_t *outer = NULL;
+    weft_status_t st = weft_errgroup_create(&outer, "outer %d", 1);
+    cr_assert(st == WEFT_OK || st == WEFT_ENOMEM);
+    if (st != WEFT_OK) {
+        cr_assert_null(outer);
+        cr_assert_eq(weft__alloc_live(), live);
+        return;
+    }
+    size_t leaves = 0;
+    for (int i = 0; i < 3; i++) {
+        weft_errgroup_t *inner = NULL;
+        st = weft_errgroup_create(&inner, "inner %d", i);
+        cr_assert(st == WEFT_OK || st == WEFT_ENOMEM);
+        if (st != WEFT_OK) {
+            continue;
+        }
+        size_t inner_leaves = 0;
+        /* More than the initial 4 entries: the entry array grows. */
+        for (int j = 0; j < 6; j++) {
+            weft_error_t *e = NULL;
+            weft_status_t es =
+                weft_error_create(&e, WEFT_EUSER + j, "e%d.%d", i, j);
+            cr_assert(es == WEFT_OK || es == WEFT_ENOMEM);
+            st = weft_errgroup_add_error(inner, (uint64_t)(6 - j), e);
+            cr_assert(st == WEFT_OK || st == WEFT_ENOMEM);
+            inner_leaves += st == WEFT_OK;
+            weft_error_release(e);
+        }
+        cr_assert_eq(weft_errgroup_leaf_count(inner), inner_leaves);
+        st = weft_errgroup_add_group(outer, (uint64_t)i, inner);
+        cr_assert(st == WEFT_OK || st == WEFT_ENOMEM);
+        if (st == WEFT_OK) {
+            leaves += inner_leaves;
+        }
+        weft_errgroup_release(inner);
+    }
+    cr_assert_eq(weft_errgroup_leaf_count(outer), leaves);
+
+    weft_errgroup_t *flat = NULL;
+    st = weft_errgroup_flatten(outer, &flat);
+    cr_assert(st == WEFT_OK || st == WEFT_ENOMEM);
+    if (st == WEFT_OK) {
+        cr_assert_eq(weft_errgroup_leaf_count(flat), leaves);
+        cr_assert_eq(weft_errgroup_count(flat), leaves);
+        weft_errgroup_release(flat);
+    } else {
+        cr_assert_null(flat);
+    }
+    weft_errgroup_t *match = NULL;
+    weft_errgroup_t *rest = NULL;
+    st = weft_errgroup_split(outer, pred_even, NULL, &match, &rest);
+    cr_assert(st == WEFT_OK || st == WEFT_ENOMEM);
+    if (st == WEFT_OK) {
+        cr_assert_eq(weft_errgroup_leaf_count(match) +
+                         weft_errgroup_leaf_count(rest),
+                     leaves);
+    } else {
+        cr_assert_null(match);
+        cr_assert_null(rest);
+    }
+    weft_errgroup_release(match);
+    weft_errgroup_release(rest);
+    /* Format needs no allocation; it must work whatever happened. */
+    char buf[64];
+    size_t need = weft_errgroup_format(outer, buf, sizeof(buf));
+    cr_assert_gt(need, 0);
+    weft_errgroup_release(outer);
+    cr_assert_eq(weft__alloc_live(), live, "errgroup scenario leaked %lld",
+                 (long long)(weft__alloc_live() - live));
+}
+
+static long
+errgroup_sweep(void)
+{
+    long k = 0;
+    for (;; k++) {
+        uint64_t before = weft__alloc_failures();
+        weft__alloc_set_fail_after(k);
+        errgroup_scenario();
+        weft__alloc_set_fail_after(-1);
+        if (weft__alloc_failures() == before) {
+            break;
+        }
+    }
+    return k;
+}
+
+Test(alloc_failure, every_errgroup_allocation_fails_in_turn)
+{
+    long k = errgroup_sweep();
+    cr_log_info("error groups: %ld allocations failed in turn", k);
+    cr_assert_gt(k, 10);
+}
+
+/* ---- site registry ---------------------------------------------------- */
+
+#define MAX_SITES 512
+
+/* Every registered site (primitives/ and executor/ alike) must have had
+ * its allocation failed by one of the sweeps. Sites that appear more than
+ * once (an inline function in a header) count as one, by file and line. */
+Test(alloc_failure, every_registered_site_fails)
+{
+    static struct weft__alloc_site_info sites[MAX_SITES];
+    weft__alloc_sites_reset();
+    uint64_t before = weft__alloc_failures();
+    sweep(1);
+    sweep(2);
+    (void)errgroup_sweep();
+    uint64_t failures = weft__alloc_failures() - before;
+
+    size_t n = weft__alloc_sites(sites, MAX_SITES);
+    cr_assert_leq(n, MAX_SITES, "raise MAX_SITES");
+    cr_assert_geq(n, 11, "the registry sees the library's sites (got %zu)",
+                  n);
+    uint64_t sum_failed = 0;
+    int missed = 0;
+    for (size_t i = 0; i < n; i++) {
+        sum_failed += sites[i].failed;
+        bool failed = false;
+        for (size_t j = 0; j < n; j++) {
+            if (sites[j].line == sites[i].line &&
+                strcmp(sites[j].file, sites[i].file) == 0 &&
+                sites[j].failed > 0) {
+                failed = true;
+            }
+        }
+        cr_log_info("site %s:%d (%s, %s): %llu calls, %llu failed",
+                    sites[i].file, sites[i].line, sites[i].func,
+                    sites[i].kind, (unsigned long long)sites[i].calls,
+                    (unsigned long long)sites[i].failed);
+        if (!failed) {
+            cr_log_error("allocation site never failed by the sweep: %s:%d "
+                         "in %s (%s, %llu calls); extend the scenarios in "
+                         "tests/test_alloc_failure.c to reach it",
+                         sites[i].file, sites[i].line, sites[i].func,
+                         sites[i].kind, (unsigned long long)sites[i].calls);
+            missed++;
+        }
+    }
+    cr_assert_eq(sum_failed, failures,
+                 "every injected failure is charged to one site");
+    cr_assert_eq(missed, 0, "%d of %zu allocation sites were never failed",
+                 missed, n);
+}
+
+/* Is `name(` at s[i] a call of name (not part of a longer identifier)? */
+static bool
+is_call(const char *line, const char *at, const char *name)
+{
+    size_t len = strlen(name);
+    if (at > line) {
+        char c = at[-1];
+        if (c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+            (c >= '0' && c <= '9')) {
+            return false;
+        }
+    }
+    const char *p = at + len;
+    while (*p == ' ') {
+        p++;
+    }
+    return *p == '(';
+}
+
+/* Scan one source file: count tagged macro uses and check each against the
+ * registry; report raw allocator calls and direct *_at calls. */
+static void
+scan_file(const char *dir, const char *name,
+          const struct weft__alloc_site_info *sites, size_t nsites,
+          int *uses, int *bad)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s/%s", WEFT_SOURCE_DIR, dir, name);
+    FILE *fp = fopen(path, "r");
+    cr_assert_not_null(fp, "open %s", path);
+    char rel[256];
+    snprintf(rel, sizeof(rel), "%s/%s", dir, name);
+    static const char *const raw[] = {
+        "malloc", "calloc", "realloc", "aligned_alloc", "posix_memalign",
+        "strdup", "strndup", "free", "weft__alloc_at",
+        "weft__alloc_aligned_at", "weft__realloc_at"};
+    static const char *const tagged[] = {"WEFT__ALLOC", "WEFT__ALLOC_ALIGNED",
+                                         "WEFT__REALLOC"};
+    char line[4096];
+    int lineno = 0;
+    bool in_comment = false;
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        lineno++;
+        /* Blank out comments and string literals, so prose that names
+         * malloc() is not a finding. */
+        char code[4096];
+        size_t o = 0;
+        for (size_t i = 0; line[i] != '\0'; i++) {
+            if (in_comment) {
+                if (line[i] == '*' && line[i + 1] == '/') {
+                    in_comment = false;
+                    i++;
+                }
+                code[o++] = ' ';
+                continue;
+            }
+            if (line[i] == '/' && line[i + 1] == '*') {
+                in_comment = true;
+                i++;
+                code[o++] = ' ';
+                continue;
+            }
+            if (line[i] == '/' && line[i + 1] == '/') {
+                break;
+            }
+            if (line[i] == '"') {
+                code[o++] = ' ';
+                for (i++; line[i] != '\0' && line[i] != '"'; i++) {
+                    if (line[i] == '\\' && line[i + 1] != '\0') {
+                        i++;
+                    }
+                }
+                if (line[i] == '\0') {
+                    break;
+                }
+                continue;
+            }
+            code[o++] = line[i];
+        }
+        code[o] = '\0';
+        for (size_t r = 0; r < sizeof(raw) / sizeof(raw[0]); r++) {
+            for (const char *at = strstr(code, raw[r]); at != NULL;
+                 at = strstr(at + 1, raw[r])) {
+                if (is_call(code, at, raw[r])) {
+                    cr_log_error("%s:%d: %s() bypasses the allocation-site "
+                                 "macros (primitives/alloc.h)",
+                                 rel, lineno, raw[r]);
+                    (*bad)++;
+                }
+            }
+        }
+        for (size_t t = 0; t < sizeof(tagged) / sizeof(tagged[0]); t++) {
+            for (const char *at = strstr(code, tagged[t]); at != NULL;
+                 at = strstr(at + 1, tagged[t])) {
+                if (!is_call(code, at, tagged[t])) {
+                    continue;
+                }
+                (*uses)++;
+                bool found = false;
+                for (size_t i = 0; i < nsites && !found; i++) {
+                    size_t fl = strlen(sites[i].file);
+                    size_t rl = strlen(rel);
+                    found = sites[i].line == lineno && fl >= rl &&
+                            strcmp(sites[i].file + fl - rl, rel) == 0;
+                }
+                if (!found) {
+                    cr_log_error("%s:%d: allocation site not linked into "
+                                 "this test, so the sweep cannot fail it; "
+                                 "reach it from a scenario here",
+                                 rel, lineno);
+                    (*bad)++;
+                }
+            }
+        }
+    }
+    fclose(fp);
+}
+
+Test(alloc_failure, sources_use_tagged_allocation)
+{
+    static struct weft__alloc_site_info sites[MAX_SITES];
+    size_t n = weft__alloc_sites(sites, MAX_SITES);
+    cr_assert_leq(n, MAX_SITES);
+    static const char *const dirs[] = {"primitives", "executor"};
+    int uses = 0;
+    int bad = 0;
+    for (size_t d = 0; d < 2; d++) {
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s", WEFT_SOURCE_DIR, dirs[d]);
+        DIR *dp = opendir(path);
+        cr_assert_not_null(dp, "open %s", path);
+        struct dirent *de;
+        while ((de = readdir(dp)) != NULL) {
+            size_t len = strlen(de->d_name);
+            bool is_c = len > 2 && strcmp(de->d_name + len - 2, ".c") == 0;
+            bool is_h = len > 2 && strcmp(de->d_name + len - 2, ".h") == 0;
+            /* alloc.[ch] define the layer: they call malloc and free. */
+            if ((!is_c && !is_h) || strcmp(de->d_name, "alloc.c") == 0 ||
+                strcmp(de->d_name, "alloc.h") == 0) {
+                continue;
+            }
+            scan_file(dirs[d], de->d_name, sites, n, &uses, &bad);
+        }
+        closedir(dp);
+    }
+    cr_log_info("%d tagged allocation sites in the sources", uses);
+    cr_assert_geq(uses, 11);
+    cr_assert_eq(bad, 0, "%d allocation call(s) outside the registry", bad);
 }
