@@ -149,6 +149,11 @@ static inline void
 weft__future_reset_cold(struct weft_future *f)
 {
     if (__builtin_expect(weft__future_kind(f) != 0, 0)) {
+        if (weft__future_kind(f) & WEFT__K_PROMISE) {
+            /* The promise's hold on its combinator/group state. */
+            void *state = f->arg;
+            (*(const struct weft__promise_ops *const *)state)->release(state);
+        }
         f->release = NULL;
         f->name = NULL;
         f->antecedent = NULL;
@@ -167,6 +172,12 @@ weft__future_reset_cold(struct weft_future *f)
         f->error = NULL;
     }
     f->conts = NULL;
+    f->watches = NULL;
+    if (__builtin_expect(((uintptr_t)f->cancel_req | (uintptr_t)f->ttoken) !=
+                             0,
+                         0)) {
+        weft__future_reset_cancel(f);
+    }
     f->id = 0;
     f->started = 0;
 }
@@ -182,6 +193,10 @@ weft__pool_put_local(struct weft__worker *w, struct weft_future *f)
     if (__builtin_expect(f->error != NULL, 0)) {
         weft_error_release(f->error);
         f->error = NULL;
+    }
+    /* The body may have made its own token (weft_task_token). */
+    if (__builtin_expect(f->ttoken != NULL, 0)) {
+        weft__future_reset_cancel(f);
     }
     f->id = 0;
     f->next = w->free_list;

@@ -239,7 +239,13 @@ future_stamp_error(struct weft_future *f, weft_error_t *e)
 static weft_error_t *
 future_cancel_reason(struct weft_future *f, weft_status_t why)
 {
-    weft_error_t *e = NULL;
+    weft_error_t *e =
+        /* Pairs with: the CAS in weft_future_cancel() that set it. */
+        weft__load_acq_ptr((void *const *)&f->cancel_req);
+    if (e != NULL) {
+        (void)weft_error_retain(e);
+        return e;
+    }
     if (f->token != NULL && weft_token_is_cancelled(f->token) &&
         weft_token_reason(f->token, &e) == WEFT_OK && e != NULL) {
         (void)weft_error_retain(e);
@@ -314,8 +320,13 @@ task_execute(struct weft__worker *w, struct weft_future *f)
     weft_status_t why = WEFT_OK;
     if (__builtin_expect(weft__worker_cancelling(w), 0)) {
         why = WEFT_ESHUTDOWN;
-    } else if (__builtin_expect(f->token != NULL, 0) &&
-               weft_token_is_cancelled(f->token)) {
+    } else if (__builtin_expect(
+                   (f->token != NULL && weft_token_is_cancelled(f->token)) ||
+                       /* Relaxed: a hint; the reason is read with acquire
+                        * in future_cancel_reason(). */
+                       weft__load_relaxed_ptr((void *const *)&f->cancel_req) !=
+                           NULL,
+                   0)) {
         why = WEFT_ECANCELED;
     }
     if (why != WEFT_OK) {
@@ -358,17 +369,35 @@ weft__future_complete_shared(struct weft__worker *w, struct weft_future *f)
         }
     }
     /* After the CAS: see the file comment for what may still be read. */
-    struct weft_future *conts = (old & WEFT__F_CONT) ? f->conts : NULL;
+    struct weft_future *conts = NULL;
+    struct weft__watch *watches = NULL;
+    if (old & WEFT__F_CONT) {
+        conts = f->conts;
+        watches = f->watches;
+    }
     if (old & WEFT__F_WAITER) {
         futex_wake_all(&f->state);
-    }
-    if (old & WEFT__F_DETACHED) {
-        weft__pool_put(w, f);
     }
     while (conts != NULL) {
         struct weft_future *next = conts->next;
         cont_schedule(w, conts);
         conts = next;
+    }
+    if (old & WEFT__F_DETACHED) {
+        /* No watch can be registered: a watcher holds a reference, so
+         * the object is never detached while one is pending. */
+        weft__pool_put(w, f);
+        return;
+    }
+    /*
+     * Watches run last. Each watcher holds its own reference to f until
+     * its fn has run, so f stays alive through the loop; next is read
+     * first because a fn may free its own node.
+     */
+    while (watches != NULL) {
+        struct weft__watch *next = watches->next;
+        watches->fn(watches, w, f);
+        watches = next;
     }
 }
 
@@ -1044,7 +1073,58 @@ weft_future_release(weft_future_t *f)
     }
 }
 
-/* ---- continuations --------------------------------------------------- */
+/* ---- continuations and watches ---------------------------------------- */
+
+/*
+ * Take f's registration lock unless f has ended. Returns false when it
+ * has ended (no lock taken), true with F_LOCK held otherwise.
+ */
+static bool
+future_lock_unless_done(struct weft_future *f)
+{
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+    uint32_t s = weft__load_acq_u32(&f->state);
+    for (;;) {
+        if (weft__future_state_done(s)) {
+            return false;
+        }
+        if (s & WEFT__F_LOCK) {
+            weft__cpu_relax();
+            /* Pairs with: the unlock CAS in future_unlock_cont(). */
+            s = weft__load_acq_u32(&f->state);
+            continue;
+        }
+        /*
+         * Take the registration lock while the task has not ended.
+         * Pairs with: the outcome CAS in weft__future_complete_shared(),
+         * which waits for LOCK to clear.
+         */
+        if (weft__cas_value_u32(&f->state, s, s | WEFT__F_LOCK, &s)) {
+            return true;
+        }
+    }
+}
+
+/* Drop the registration lock and mark CONT (something is queued). */
+static void
+future_unlock_cont(struct weft_future *f)
+{
+    /* Relaxed: re-checked by the CAS; only flag bits change under us. */
+    uint32_t s = weft__load_relaxed_u32(&f->state);
+    for (;;) {
+        /*
+         * Unlock and mark CONT, keeping a WAITER or kick bit set
+         * meanwhile. Pairs with: the outcome CAS in
+         * weft__future_complete_shared(), which reads f->conts and
+         * f->watches after seeing CONT.
+         */
+        if (weft__cas_value_u32(&f->state, s,
+                                (s & ~WEFT__F_LOCK) | WEFT__F_CONT, &s)) {
+            return;
+        }
+    }
+}
+
 
 weft_status_t
 weft_future_then(weft_future_t *f, weft_fn_t fn, void *arg,
@@ -1077,41 +1157,179 @@ weft_future_then(weft_future_t *f, weft_fn_t fn, void *arg,
         *out = c;
     }
 
-    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
-    uint32_t s = weft__load_acq_u32(&f->state);
-    for (;;) {
-        if (weft__future_state_done(s)) {
-            cont_schedule(w, c);
-            return WEFT_OK;
-        }
-        if (s & WEFT__F_LOCK) {
-            weft__cpu_relax();
-            /* Pairs with: the unlock CAS below (another registrant). */
-            s = weft__load_acq_u32(&f->state);
-            continue;
-        }
-        /*
-         * Take the registration lock while the task has not ended.
-         * Pairs with: the outcome CAS in weft__future_complete_shared(),
-         * which waits for LOCK to clear.
-         */
-        if (weft__cas_value_u32(&f->state, s, s | WEFT__F_LOCK, &s)) {
-            break;
-        }
+    if (!future_lock_unless_done(f)) {
+        cont_schedule(w, c);
+        return WEFT_OK;
     }
     c->next = f->conts;
     f->conts = c;
-    s |= WEFT__F_LOCK;
-    for (;;) {
-        /*
-         * Unlock and mark CONT, keeping a WAITER bit set meanwhile.
-         * Pairs with: the outcome CAS in weft__future_complete_shared(),
-         * which reads f->conts after seeing CONT.
-         */
-        if (weft__cas_value_u32(&f->state, s,
-                                (s & ~WEFT__F_LOCK) | WEFT__F_CONT, &s)) {
-            break;
-        }
+    future_unlock_cont(f);
+    return WEFT_OK;
+}
+
+bool
+weft__future_watch(struct weft_future *f, struct weft__watch *node)
+{
+    if (!future_lock_unless_done(f)) {
+        return false;
+    }
+    node->next = f->watches;
+    f->watches = node;
+    future_unlock_cont(f);
+    return true;
+}
+
+/* ---- promises -------------------------------------------------------- */
+
+/* A promise's fn: never called (no task runs a promise); it only keeps
+ * fn non-NULL, which the debug liveness check relies on. */
+static weft_status_t
+promise_fn(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    (void)self;
+    (void)arg;
+    (void)result;
+    return WEFT_EINVAL;
+}
+
+struct weft_future *
+weft__promise_create(weft_executor_t *ex, void *state, const char *name)
+{
+    struct weft__worker *w = weft__worker_of(ex);
+    struct weft_future *p =
+        w != NULL ? weft__pool_get(w) : weft__pool_get_external(ex);
+    if (p == NULL) {
+        return NULL;
+    }
+    future_init(p, promise_fn, state, false);
+    p->spawner = NULL;
+    p->slot = 0;
+    uint32_t kind = WEFT__K_PROMISE;
+    if (name != NULL) {
+        p->name = name;
+        kind |= WEFT__K_NAME;
+    }
+    /* Unpaired: p is private until the caller hands it out. */
+    weft__store_relaxed_u32(&p->started, 1);
+    /* Unpaired: as above. */
+    weft__store_relaxed_u32(&p->refs, weft__load_relaxed_u32(&p->refs) |
+                                          kind << WEFT__KIND_SHIFT);
+    return p;
+}
+
+void
+weft__promise_settle(struct weft__worker *w, struct weft_future *p,
+                     weft_status_t st, weft_value_t value, weft_error_t *err)
+{
+    WEFT__ASSERT(st == WEFT_OK || err != NULL);
+    p->status = st;
+    p->value = st == WEFT_OK ? value : (weft_value_t){.u64 = 0};
+    if (st == WEFT_OK && err != NULL) {
+        weft_error_release(err);
+        err = NULL;
+    }
+    p->error = err;
+    weft__future_complete_shared(w, p);
+}
+
+void
+weft__future_reset_cancel(struct weft_future *f)
+{
+    if (f->cancel_req != NULL) {
+        weft_error_release(f->cancel_req);
+        f->cancel_req = NULL;
+    }
+    if (f->ttoken != NULL) {
+        weft_token_release(f->ttoken);
+        f->ttoken = NULL;
+    }
+}
+
+struct weft_future *
+weft__future_make(weft_executor_t *ex, const weft_spawn_opts_t *opts,
+                  weft_fn_t fn, void *arg)
+{
+    struct weft__worker *w = weft__worker_of(ex);
+    struct weft_future *f =
+        w != NULL ? weft__pool_get(w) : weft__pool_get_external(ex);
+    if (f == NULL) {
+        return NULL;
+    }
+    future_init(f, fn, arg, false);
+    future_set_cold(f, opts);
+    f->spawner = NULL; /* set by weft__future_submit() */
+    f->slot = 0;
+    return f;
+}
+
+void
+weft__future_submit(struct weft_future *f)
+{
+    weft_executor_t *ex = f->ex;
+    struct weft__worker *w = weft__worker_of(ex);
+    /*
+     * The submitter holds a reference, so the object stays alive; it
+     * was private until now, so spawner/slot are plain stores published
+     * by the enqueue. A worker's slot lets a later join by that worker
+     * use the own-deque path.
+     */
+    f->spawner = w;
+    /* Unpaired: the owner reads its own bottom. */
+    f->slot = w != NULL ? weft__load_relaxed_i64(&w->dq.bottom) : 0;
+    weft_status_t st = weft__exec_enqueue(ex, w, f);
+    if (st != WEFT_OK) {
+        f->spawner = NULL;
+        future_end_unqueued(w, f, st);
+    }
+}
+
+void
+weft__future_submit_refused(struct weft_future *f, weft_status_t why)
+{
+    future_end_unqueued(weft__worker_of(f->ex), f, why);
+}
+
+/* ---- cancelling one future ------------------------------------------- */
+
+weft_status_t
+weft_future_cancel(weft_future_t *f, weft_error_t *reason)
+{
+    if (f == NULL) {
+        return WEFT_EINVAL;
+    }
+    WEFT__ASSERT(weft__future_live(f));
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+    if (weft__future_state_done(weft__load_acq_u32(&f->state))) {
+        return WEFT_EALREADY;
+    }
+    if (weft__future_kind(f) & WEFT__K_PROMISE) {
+        void *state = f->arg;
+        return (*(const struct weft__promise_ops *const *)state)
+            ->cancel(state, reason);
+    }
+    weft_error_t *e = reason;
+    if (e != NULL) {
+        (void)weft_error_retain(e);
+    } else if (weft_error_create(&e, WEFT_ECANCELED,
+                                 "cancelled by weft_future_cancel") !=
+               WEFT_OK) {
+        /* e is the static out-of-memory error; still a valid reason. */
+    }
+    /*
+     * One request wins. Full barrier (RMW): pairs with the fas of
+     * f->ttoken in weft_task_token(): either we see the token below, or
+     * the task sees our request after installing it (Dekker).
+     * Pairs with: the acquire load in future_cancel_reason() and the fas
+     * in weft_task_token().
+     */
+    if (!weft__cas_ptr((void **)&f->cancel_req, NULL, e)) {
+        weft_error_release(e);
+        return WEFT_EALREADY;
+    }
+    /* Pairs with: the fas in weft_task_token() (see above). */
+    weft_token_t *t = weft__load_acq_ptr((void *const *)&f->ttoken);
+    if (t != NULL) {
+        (void)weft_token_cancel(t, e);
     }
     return WEFT_OK;
 }
@@ -1150,16 +1368,49 @@ weft_task_id(const weft_task_t *self)
 }
 
 weft_token_t *
-weft_task_token(const weft_task_t *self)
+weft_task_token(weft_task_t *self)
 {
-    return self != NULL ? ((const struct weft_future *)self)->token : NULL;
+    struct weft_future *f = (struct weft_future *)self;
+    if (f == NULL) {
+        return NULL;
+    }
+    /* Only the task's own thread installs it, so a relaxed read suffices
+     * here. Unpaired. */
+    weft_token_t *t = weft__load_relaxed_ptr((void *const *)&f->ttoken);
+    if (t != NULL) {
+        return t;
+    }
+    if (weft_token_create(f->token, &t) != WEFT_OK) {
+        return f->token;
+    }
+    /*
+     * Publish the task token. Full barrier (RMW): pairs with the CAS of
+     * f->cancel_req in weft_future_cancel(): either it sees the token and
+     * cancels it, or we see its request below (Dekker).
+     * Pairs with: the CAS of f->cancel_req in weft_future_cancel().
+     */
+    (void)weft__fas_ptr((void **)&f->ttoken, t);
+    /* Pairs with: the CAS in weft_future_cancel() (see above). */
+    weft_error_t *req = weft__load_acq_ptr((void *const *)&f->cancel_req);
+    if (req != NULL) {
+        (void)weft_token_cancel(t, req);
+    }
+    return t;
 }
 
 bool
 weft_task_is_cancelled(const weft_task_t *self)
 {
     const struct weft_future *f = (const struct weft_future *)self;
-    return f != NULL && f->token != NULL && weft_token_is_cancelled(f->token);
+    if (f == NULL) {
+        return false;
+    }
+    /* Relaxed: a poll; the reason is read with acquire where it is
+     * used (future_cancel_reason). */
+    if (weft__load_relaxed_ptr((void *const *)&f->cancel_req) != NULL) {
+        return true;
+    }
+    return f->token != NULL && weft_token_is_cancelled(f->token);
 }
 
 /* Attach e (a reference the task now owns) as the task's failure. */

@@ -78,8 +78,39 @@
 #define WEFT__K_NAME 0x4u         /* f->name is set */
 #define WEFT__K_TOKEN 0x8u        /* f->token is set and retained */
 #define WEFT__K_SITE 0x10u        /* f->file/line/func are set */
+#define WEFT__K_PROMISE 0x20u     /* no task: f->arg is the state of a
+                                     combinator or group (combine.h) */
 
 struct weft__worker;
+struct weft__watch;
+
+/*
+ * A watch: a callback that the thread ending a future runs inline, right
+ * after the outcome is published (no task, no allocation). Combinators
+ * and groups put one on each child; the node lives in their storage and
+ * must stay alive until fn has run. fn must be short and must not wait.
+ */
+typedef void (*weft__watch_fn_t)(struct weft__watch *node,
+                                 struct weft__worker *w,
+                                 struct weft_future *f);
+struct weft__watch {
+    struct weft__watch *next; /* f->watches link, under F_LOCK */
+    weft__watch_fn_t fn;
+    void *ctx;
+};
+
+/*
+ * What a promise (a future ended by a combinator or group rather than by
+ * a task body) needs from its owner: the promise's f->arg points at a
+ * state whose first member is a pointer to this.
+ */
+struct weft__promise_ops {
+    /* weft_future_cancel() on the promise: pass it on to the children.
+     * Returns WEFT_OK or WEFT_EALREADY. */
+    weft_status_t (*cancel)(void *state, weft_error_t *reason);
+    /* The promise object is being freed: drop its hold on the state. */
+    void (*release)(void *state);
+};
 
 struct weft_future {
     /* Hot line: written at spawn by the spawner, read by the runner. */
@@ -124,6 +155,11 @@ struct weft_future {
     const char *file;             /* K_SITE */
     const char *func;             /* K_SITE */
     int line;                     /* K_SITE */
+    struct weft__watch *watches;  /* watch list, under F_LOCK (with CONT) */
+    weft_error_t *cancel_req;     /* weft_future_cancel() reason: set once
+                                     by CAS from NULL, owned by f */
+    weft_token_t *ttoken;         /* weft_task_token(): made on first use,
+                                     owned by f until it is freed */
 };
 
 /*
@@ -183,5 +219,63 @@ void weft__future_complete_shared(struct weft__worker *w,
  * non-worker thread cancelling tasks at shutdown).
  */
 void weft__task_run(struct weft__worker *w, struct weft_future *f);
+
+/*
+ * Put watch node on f. Returns true when it is registered (node->fn will
+ * run once, on the thread that ends f), false when f has already ended
+ * (the caller handles that case itself; node is untouched). The caller
+ * must hold a reference to f until node->fn has run or false came back.
+ * Thread-safety: any thread. Blocking: a short spin on F_LOCK.
+ */
+bool weft__future_watch(struct weft_future *f, struct weft__watch *node);
+
+/*
+ * Make a promise on ex: a future in the QUEUED phase that no task runs;
+ * state (whose first member is a const struct weft__promise_ops *) is
+ * stored in f->arg and released through ops->release when the object is
+ * freed. name may be NULL. The caller owns one reference.
+ * Returns NULL when memory runs out.
+ */
+struct weft_future *weft__promise_create(weft_executor_t *ex, void *state,
+                                         const char *name);
+
+/*
+ * End promise p with status st (WEFT_OK: SUCCEEDED with value;
+ * WEFT_ECANCELED: CANCELLED; else FAILED), taking over the reference to
+ * err (must be non-NULL unless st is WEFT_OK). Exactly once per promise;
+ * w is the calling worker or NULL. p must not be touched afterwards
+ * unless the caller holds a reference.
+ */
+void weft__promise_settle(struct weft__worker *w, struct weft_future *p,
+                          weft_status_t st, weft_value_t value,
+                          weft_error_t *err);
+
+/* Free-object reset of the dynamic cancellation fields (pool put). */
+void weft__future_reset_cancel(struct weft_future *f);
+
+/*
+ * Make a task future on ex without queueing it (for groups with a
+ * concurrency limit). opts as weft_spawn_ex() (its release hook is NOT
+ * run on failure here). Returns NULL when memory runs out. The caller
+ * owns the reference and must pass f to weft__future_submit() exactly
+ * once.
+ */
+struct weft_future *weft__future_make(weft_executor_t *ex,
+                                      const weft_spawn_opts_t *opts,
+                                      weft_fn_t fn, void *arg);
+
+/*
+ * Queue a future made by weft__future_make(). If it cannot be queued
+ * (shutdown, no memory) it ends CANCELLED without running, with its
+ * release hook run and a reason saying why. Never fails.
+ */
+void weft__future_submit(struct weft_future *f);
+
+/*
+ * End a future made by weft__future_make() CANCELLED without queueing it,
+ * with reason `why` (WEFT_ENOMEM, WEFT_ESHUTDOWN); its release hook runs.
+ * The caller keeps its reference. Instead of weft__future_submit().
+ */
+void weft__future_submit_refused(struct weft_future *f, weft_status_t why);
 
 #endif /* WEFT_EXECUTOR_FUTURE_H */

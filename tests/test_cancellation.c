@@ -506,7 +506,12 @@ Test(cancellation, task_observing_cancellation_ends_cancelled_not_failed)
         cr_assert_eq(atomic_load(&p.ran), 1);
         cr_assert_eq(atomic_load(&p.saw_cancel), 1);
         cr_assert_eq(atomic_load(&p.released), 1);
-        cr_assert_eq(p.token_seen, tok, "weft_task_token is the spawn token");
+        /* The task's own token is a child of its spawn token: cancelled
+         * with it (alive until f is released). */
+        cr_assert_not_null(p.token_seen);
+        cr_assert_neq(p.token_seen, tok);
+        cr_assert(weft_token_is_cancelled(p.token_seen),
+                  "the task token follows its spawn token");
         cr_assert_eq(weft_future_error(f), reason,
                      "reason of an observed cancellation: the token's");
         cr_assert_eq(weft_future_release(f), WEFT_OK);
@@ -1993,16 +1998,18 @@ Test(cancellation, bad_input_is_rejected)
     cr_assert_eq(weft_spawn_ex(ex, &oi, body_bad_inside, &ib, &f), WEFT_OK);
     cr_assert_eq(weft_future_wait(f), WEFT_OK);
     cr_assert_eq(ib.with_null, WEFT_EINVAL);
-    cr_assert_eq(ib.tok_seen, tok);
+    cr_assert_not_null(ib.tok_seen);
+    cr_assert_neq(ib.tok_seen, tok, "the task's own token, a child of tok");
+    cr_assert(!weft_token_is_cancelled(ib.tok_seen));
     cr_assert(!ib.cancelled_seen);
     cr_assert_null(weft_future_error(f));
     cr_assert_eq(weft_future_release(f), WEFT_OK);
-    /* Without a token: never cancelled, no token. */
+    /* Without a spawn token: never cancelled; its own token is a root. */
     struct inside_bad ib2 = {.cancelled_seen = true};
     f = NULL;
     cr_assert_eq(weft_spawn(ex, body_bad_inside, &ib2, &f), WEFT_OK);
     cr_assert_eq(weft_future_wait(f), WEFT_OK);
-    cr_assert_null(ib2.tok_seen);
+    cr_assert_not_null(ib2.tok_seen);
     cr_assert(!ib2.cancelled_seen);
     cr_assert_eq(weft_future_release(f), WEFT_OK);
     ex_end(ex);

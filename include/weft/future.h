@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * weft/future.h - tasks and the futures they return.
  *
  * A task is a function and an argument. Spawning it returns a future, a
@@ -42,29 +43,30 @@
 #include <weft/cancel.h>
 #include <weft/error.h>
 #include <weft/executor.h>
+#include <weft/export.h>
 #include <weft/status.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Opaque future handle. */
+/** Opaque future handle. */
 typedef struct weft_future weft_future_t;
 
-/* The running task, as seen from inside its function. Valid only during
+/** The running task, as seen from inside its function. Valid only during
  * that call. */
 typedef struct weft_task weft_task_t;
 
-/* A task's result: at least a 64-bit integer or a pointer, stored inline
+/** A task's result: at least a 64-bit integer or a pointer, stored inline
  * in the future (no allocation). */
 typedef union weft_value {
-    int64_t i64;
-    uint64_t u64;
-    double f64;
-    void *ptr;
+    int64_t i64;  /**< signed integer result */
+    uint64_t u64; /**< unsigned integer result */
+    double f64;   /**< floating-point result */
+    void *ptr;    /**< pointer result */
 } weft_value_t;
 
-/*
+/**
  * A task body. Return WEFT_OK after storing the result in *result (it
  * starts zeroed), WEFT_ECANCELED after observing cancellation, or any
  * other status to fail. arg is the pointer given at spawn.
@@ -72,11 +74,11 @@ typedef union weft_value {
 typedef weft_status_t (*weft_fn_t)(weft_task_t *self, void *arg,
                                    weft_value_t *result);
 
-/* Release hook for a task's argument: runs exactly once per accepted or
+/** Release hook for a task's argument: runs exactly once per accepted or
  * refused spawn, whether or not the body ever runs. */
 typedef void (*weft_release_fn_t)(void *arg);
 
-/* Terminal outcome of a future, or PENDING while it has not ended. */
+/** Terminal outcome of a future, or PENDING while it has not ended. */
 typedef enum weft_outcome {
     WEFT_OUTCOME_PENDING = 0,
     WEFT_OUTCOME_SUCCEEDED = 1,
@@ -84,32 +86,32 @@ typedef enum weft_outcome {
     WEFT_OUTCOME_CANCELLED = 3
 } weft_outcome_t;
 
-/*
+/**
  * Name of an outcome ("pending", "succeeded", "failed", "cancelled").
  * Returns a static string, "invalid" for other values. Any thread.
  */
-const char *weft_outcome_name(weft_outcome_t outcome);
+WEFT_API const char *weft_outcome_name(weft_outcome_t outcome);
 
-/* Options for weft_spawn_ex(). Zero-initialize, then set what you need. */
+/** Options for weft_spawn_ex(). Zero-initialize, then set what you need. */
 typedef struct weft_spawn_opts {
-    weft_release_fn_t release; /* NULL: none */
-    const char *name;          /* static string or NULL; not copied */
-    /* Cancellation token of the task, or NULL. The task holds a reference
+    weft_release_fn_t release; /**< NULL: none */
+    const char *name;          /**< static string or NULL; not copied */
+    /** Cancellation token of the task, or NULL. The task holds a reference
      * until it ends; cancelled before it starts, the task never runs. */
     weft_token_t *token;
-    /* Spawn site, reported by the task's errors. Fill with
+    /** Spawn site, reported by the task's errors. Fill with
      * WEFT_SPAWN_SITE; NULL/0 when unknown. file and func are not
      * copied (use string literals, as __FILE__ and __func__ are). */
     const char *file;
-    int line;
-    const char *func;
+    int line;         /**< spawn site line, 0 when unknown */
+    const char *func; /**< spawn site function (not copied), or NULL */
 } weft_spawn_opts_t;
 
-/* Designated-initializer fragment recording the current source position:
+/** Designated-initializer fragment recording the current source position:
  * weft_spawn_opts_t o = { .name = "fetch", WEFT_SPAWN_SITE }; */
 #define WEFT_SPAWN_SITE .file = __FILE__, .line = __LINE__, .func = __func__
 
-/*
+/**
  * Spawn fn(arg) on ex and return its future in *out.
  * From one of ex's workers the task goes on that worker's deque (no
  * allocation, no system call, no locked instruction on the fast path);
@@ -123,19 +125,21 @@ typedef struct weft_spawn_opts {
  * Ownership: the caller owns one reference to *out; release it with
  * weft_future_release() or weft_join().
  */
-weft_status_t weft_spawn(weft_executor_t *ex, weft_fn_t fn, void *arg,
-                         weft_future_t **out);
+WEFT_API weft_status_t weft_spawn(weft_executor_t *ex, weft_fn_t fn, void *arg,
+                                  weft_future_t **out);
 
-/*
+/**
  * weft_spawn() with options. opts may be NULL. If opts->release is set it
  * runs exactly once: after the body (or instead of it, when the task is
  * cancelled before it starts), or before this call returns when the spawn
  * is refused. Returns and thread-safety as weft_spawn().
  */
-weft_status_t weft_spawn_ex(weft_executor_t *ex, const weft_spawn_opts_t *opts,
-                            weft_fn_t fn, void *arg, weft_future_t **out);
+WEFT_API weft_status_t weft_spawn_ex(weft_executor_t *ex,
+                                     const weft_spawn_opts_t *opts,
+                                     weft_fn_t fn, void *arg,
+                                     weft_future_t **out);
 
-/*
+/**
  * Wait until f has ended and return the task's status: WEFT_OK when it
  * succeeded, its failure status when it failed, WEFT_ECANCELED when it was
  * cancelled; WEFT_EINVAL for NULL. On a worker of f's executor it helps
@@ -143,17 +147,18 @@ weft_status_t weft_spawn_ex(weft_executor_t *ex, const weft_spawn_opts_t *opts,
  * Thread-safety: any thread holding a reference. Blocking: yes.
  * Ownership: f stays owned by the caller.
  */
-weft_status_t weft_future_wait(weft_future_t *f);
+WEFT_API weft_status_t weft_future_wait(weft_future_t *f);
 
-/*
+/**
  * weft_future_wait() with a deadline: an absolute CLOCK_MONOTONIC time in
  * nanoseconds (see weft_clock_now_ns()). Returns WEFT_ETIMEDOUT if f has
  * not ended by then; f goes on running.
  * Thread-safety and blocking as weft_future_wait().
  */
-weft_status_t weft_future_wait_until(weft_future_t *f, uint64_t deadline_ns);
+WEFT_API weft_status_t weft_future_wait_until(weft_future_t *f,
+                                              uint64_t deadline_ns);
 
-/*
+/**
  * weft_future_wait() that gives up early: when token (may be NULL) is
  * cancelled, including by its deadline, it returns WEFT_EINTERRUPTED; when
  * the absolute CLOCK_MONOTONIC time deadline_ns (0: none) passes, it
@@ -165,10 +170,11 @@ weft_status_t weft_future_wait_until(weft_future_t *f, uint64_t deadline_ns);
  * by the token and the deadline. A worker that waits may run f inline
  * when f is in its own deque; it returns once that run ends.
  */
-weft_status_t weft_future_wait_for(weft_future_t *f, weft_token_t *token,
-                                   uint64_t deadline_ns);
+WEFT_API weft_status_t weft_future_wait_for(weft_future_t *f,
+                                            weft_token_t *token,
+                                            uint64_t deadline_ns);
 
-/*
+/**
  * The error of an ended future: for FAILED, the failure (code, message,
  * producing task's name and id, spawn site, cause); for CANCELLED, the
  * reason (for example the token's reason, an error of code WEFT_EDEADLINE,
@@ -181,9 +187,9 @@ weft_status_t weft_future_wait_for(weft_future_t *f, weft_token_t *token,
  * (retain it with weft_error_retain() to keep it longer).
  * Thread-safety: any thread holding a reference. Blocking: never.
  */
-weft_error_t *weft_future_error(const weft_future_t *f);
+WEFT_API weft_error_t *weft_future_error(const weft_future_t *f);
 
-/*
+/**
  * Wait for f, store its value in *value (may be NULL; set only when it
  * succeeded) and release the caller's reference.
  * Returns: as weft_future_wait(). f must not be used afterwards.
@@ -192,65 +198,84 @@ weft_error_t *weft_future_error(const weft_future_t *f);
  * in the caller's own deque it runs inline, with no locked instruction
  * beyond the deque pop.
  */
-weft_status_t weft_join(weft_future_t *f, weft_value_t *value);
+WEFT_API weft_status_t weft_join(weft_future_t *f, weft_value_t *value);
 
-/*
+/**
  * True when f has ended. Never blocks; any thread holding a reference.
  * Returns false for NULL.
  */
-bool weft_future_is_done(const weft_future_t *f);
+WEFT_API bool weft_future_is_done(const weft_future_t *f);
 
-/*
+/**
  * Outcome of f now: PENDING until it ends. Never blocks; any thread
  * holding a reference. PENDING for NULL.
  */
-weft_outcome_t weft_future_outcome(const weft_future_t *f);
+WEFT_API weft_outcome_t weft_future_outcome(const weft_future_t *f);
 
-/*
+/**
  * The task's status once ended (as weft_future_wait() returns it), or
  * WEFT_EAGAIN while pending; WEFT_EINVAL for NULL. Never blocks.
  */
-weft_status_t weft_future_status(const weft_future_t *f);
+WEFT_API weft_status_t weft_future_status(const weft_future_t *f);
 
-/*
+/**
  * Read the value of a future that succeeded.
  * Returns: WEFT_OK and *out set; WEFT_EAGAIN (pending); the failure
  * status (failed); WEFT_ECANCELED (cancelled); WEFT_EINVAL (NULL args).
  * Never blocks; any thread holding a reference.
  */
-weft_status_t weft_future_value(const weft_future_t *f, weft_value_t *out);
+WEFT_API weft_status_t weft_future_value(const weft_future_t *f,
+                                         weft_value_t *out);
 
-/*
+/**
  * Whether f's body was entered. Once f has ended this tells a task that
  * ended CANCELLED without running (false: cancelled before it started)
  * from one whose body ran and returned WEFT_ECANCELED (true). While f is
  * pending it is a hint. False for NULL. Never blocks; any thread holding a
  * reference.
  */
-bool weft_future_has_started(const weft_future_t *f);
+WEFT_API bool weft_future_has_started(const weft_future_t *f);
 
-/*
+/**
  * Take another reference to f (to hand it to another thread).
  * Returns WEFT_OK; WEFT_EINVAL for NULL. Any thread holding a reference.
  */
-weft_status_t weft_future_retain(weft_future_t *f);
+WEFT_API weft_status_t weft_future_retain(weft_future_t *f);
 
-/*
+/**
  * Give up one reference. The future is freed once the last reference is
  * released and the task has ended; releasing before the task ends
  * detaches it (it still runs). Releasing more references than were taken
  * is undefined behaviour (caught by an assertion in debug builds).
  * Returns WEFT_OK; WEFT_EINVAL for NULL. Any thread. Never blocks.
  */
-weft_status_t weft_future_release(weft_future_t *f);
+WEFT_API weft_status_t weft_future_release(weft_future_t *f);
 
-/* Name given at spawn (NULL if none). Borrowed for the future's life. */
-const char *weft_future_name(const weft_future_t *f);
+/**
+ * Ask f to stop. A task that has not started never runs: it ends
+ * CANCELLED with `reason` (its release hook still runs). A running task
+ * sees weft_task_is_cancelled() become true, and its own token
+ * (weft_task_token()) is cancelled, which reaches every group and
+ * combinator made under it; it ends CANCELLED if it returns
+ * WEFT_ECANCELED. A combined future (weft/combine.h, weft/group.h) passes
+ * the request to its children. reason (may be NULL: a generic
+ * cancellation error) is retained; only the first request's reason is
+ * kept.
+ * Returns: WEFT_OK (request recorded); WEFT_EALREADY (f had already ended,
+ * or was already asked to stop; nothing changed); WEFT_EINVAL (NULL).
+ * Thread-safety: any thread holding a reference. Blocking: never (it may
+ * run token callbacks, see weft_token_cancel()).
+ */
+WEFT_API weft_status_t weft_future_cancel(weft_future_t *f,
+                                          weft_error_t *reason);
 
-/* Executor-unique, nonzero id of the task; 0 for NULL. */
-uint64_t weft_future_id(const weft_future_t *f);
+/** Name given at spawn (NULL if none). Borrowed for the future's life. */
+WEFT_API const char *weft_future_name(const weft_future_t *f);
 
-/*
+/** Executor-unique, nonzero id of the task; 0 for NULL. */
+WEFT_API uint64_t weft_future_id(const weft_future_t *f);
+
+/**
  * Register a continuation: when f ends (whatever its outcome), fn(arg)
  * runs once as a new task on f's executor. Inside fn,
  * weft_task_antecedent(self) returns f. If f has already ended the
@@ -264,41 +289,51 @@ uint64_t weft_future_id(const weft_future_t *f);
  * Thread-safety: any thread holding a reference to f. Blocking: never.
  * Ownership: the continuation holds its own reference to f until it ends.
  */
-weft_status_t weft_future_then(weft_future_t *f, weft_fn_t fn, void *arg,
-                               weft_future_t **out);
+WEFT_API weft_status_t weft_future_then(weft_future_t *f, weft_fn_t fn,
+                                        void *arg, weft_future_t **out);
 
-/*
+/**
  * Spawn fn(arg) on ex, wait for it and store its value: the usual way to
  * enter an executor from main(). Returns as weft_join(), or a status from
  * weft_spawn(). Thread-safety: any thread. Blocking: yes.
  */
-weft_status_t weft_executor_run(weft_executor_t *ex, weft_fn_t fn, void *arg,
-                                weft_value_t *value);
+WEFT_API weft_status_t weft_executor_run(weft_executor_t *ex, weft_fn_t fn,
+                                         void *arg, weft_value_t *value);
 
 /* ---- Inside a task ---------------------------------------------------- */
 
-/* Executor the task runs on. Valid during the task's call. */
-weft_executor_t *weft_task_executor(const weft_task_t *self);
+/** Executor the task runs on. Valid during the task's call. */
+WEFT_API weft_executor_t *weft_task_executor(const weft_task_t *self);
 
-/* For a continuation: the future it continues (borrowed; alive while the
+/** For a continuation: the future it continues (borrowed; alive while the
  * continuation runs). NULL for other tasks. */
-weft_future_t *weft_task_antecedent(const weft_task_t *self);
+WEFT_API weft_future_t *weft_task_antecedent(const weft_task_t *self);
 
-/* Executor-unique, nonzero id of the running task. */
-uint64_t weft_task_id(const weft_task_t *self);
+/** Executor-unique, nonzero id of the running task. */
+WEFT_API uint64_t weft_task_id(const weft_task_t *self);
 
-/* The task's cancellation token (borrowed; alive while the task runs), or
- * NULL when it was spawned without one. */
-weft_token_t *weft_task_token(const weft_task_t *self);
-
-/*
- * Whether the task should stop: its token is cancelled (or its deadline
- * passed). One relaxed load when the token is not cancelled; false for a
- * task without a token. Thread-safety: any thread while the task runs.
+/**
+ * The running task's own cancellation token: a child of the token it was
+ * spawned with (if any), cancelled when that one is or when the task's
+ * future is cancelled (weft_future_cancel(), for example by a combinator's
+ * fail-fast). Pass it as the parent token of groups and combinators made
+ * inside the task, so that cancelling the task cancels the whole tree
+ * below it. Made on first use (one allocation); if memory runs out it
+ * returns the spawn token instead (which may be NULL).
+ * Ownership: borrowed; alive while the task runs (retain it to keep it).
+ * Thread-safety: the task's own thread, during the task's call.
  */
-bool weft_task_is_cancelled(const weft_task_t *self);
+WEFT_API weft_token_t *weft_task_token(weft_task_t *self);
 
-/*
+/**
+ * Whether the task should stop: its spawn token is cancelled (or its
+ * deadline passed), or its future was cancelled (weft_future_cancel()).
+ * Two relaxed loads when nothing is cancelled; false for NULL.
+ * Thread-safety: any thread while the task runs.
+ */
+WEFT_API bool weft_task_is_cancelled(const weft_task_t *self);
+
+/**
  * Record why the running task fails and return code, so that a body can
  * end with `return weft_task_fail(self, WEFT_EUSER, "no record %d", id);`.
  * The error records code, the formatted message, the task's name and id
@@ -310,10 +345,11 @@ bool weft_task_is_cancelled(const weft_task_t *self);
  * out-of-memory error is recorded instead and code is still returned.
  * Thread-safety: only from inside the task's own body.
  */
-weft_status_t weft_task_fail(weft_task_t *self, int code, const char *fmt,
-                             ...) __attribute__((format(printf, 3, 4)));
+WEFT_API weft_status_t weft_task_fail(weft_task_t *self, int code,
+                                      const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-/*
+/**
  * Like weft_task_fail() with an existing error, recorded as is (the task
  * takes its own reference; the caller keeps its). err keeps its own
  * origin, so propagating a child's failure names the child; to add this
@@ -321,10 +357,11 @@ weft_status_t weft_task_fail(weft_task_t *self, int code, const char *fmt,
  * Returns weft_error_status(err); WEFT_EINVAL for NULL arguments or when
  * err's code is <= 0 or WEFT_ECANCELED.
  */
-weft_status_t weft_task_fail_with(weft_task_t *self, weft_error_t *err);
+WEFT_API weft_status_t weft_task_fail_with(weft_task_t *self,
+                                           weft_error_t *err);
 
-/* Current CLOCK_MONOTONIC time in nanoseconds. Any thread. */
-uint64_t weft_clock_now_ns(void);
+/** Current CLOCK_MONOTONIC time in nanoseconds. Any thread. */
+WEFT_API uint64_t weft_clock_now_ns(void);
 
 #ifdef __cplusplus
 }

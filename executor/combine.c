@@ -1,0 +1,1063 @@
+/*
+ * combine.c - gather, gather_settled, any, first_success, quorum, wait and
+ * as-completed over one engine (see combine.h for the state and its
+ * rules; docs/semantics.md for the table).
+ */
+#include "executor/combine.h"
+
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <weft/combine.h>
+
+#include "executor/executor.h"
+#include "executor/future.h"
+#include "primitives/alloc.h"
+#include "primitives/atomics.h"
+#include "primitives/cancel.h"
+#include "primitives/debug.h"
+#include "primitives/error.h"
+
+enum combine_kind {
+    CK_GATHER = 1,
+    CK_SETTLED,
+    CK_ANY,
+    CK_FIRST,
+    CK_QUORUM,
+    CK_WAIT,
+    CK_ITER
+};
+
+/* Values of c->decided. */
+enum {
+    D_NONE = 0,
+    D_BUSY = 1,    /* a decider is writing decider/reason */
+    D_TRIGGER = 2, /* a child's failure decided: the combinator fails */
+    D_WIN = 3,     /* a child (or k of them) decided success / the wait */
+    D_CANCEL = 4,  /* the caller cancelled (token, deadline, cancel()) */
+    D_FINAL = 5    /* closed undecided by the finalizer */
+};
+
+struct weft__combine {
+    const struct weft__promise_ops *ops; /* first: see future.h */
+    uint32_t refs;                       /* atomic; see combine.h */
+    uint32_t kind;
+    uint32_t n;
+    uint32_t k;                          /* quorum size; wait mode */
+    weft_executor_t *ex;
+    struct weft_future *result;          /* the promise; NULL for CK_ITER */
+    const char *name;
+
+    uint32_t seq;       /* faa: next order[] slot */
+    uint32_t ended;     /* faa: children whose watch ran */
+    uint32_t succeeded; /* faa */
+    uint32_t unsucc;    /* faa: failed or cancelled */
+
+    uint32_t decided;   /* D_*; CAS NONE -> BUSY, then release store */
+    uint32_t decider;   /* index of the deciding child, or UINT32_MAX */
+    weft_error_t *reason; /* passed to the children we cancel; owned */
+
+    weft_token_t *token;  /* caller's token or our deadline token; owned */
+    struct weft__token_cb cb;
+    bool cb_registered;
+
+    weft_errgroup_t *errors; /* built by the finalizer; NULL: none/ENOMEM */
+    bool errors_nomem;
+
+    /* CK_ITER: the consumer's parked promise, handed over by fas. */
+    struct weft_future *waiter;
+    uint32_t consumed;
+
+    struct weft_future **children;
+    struct weft__watch *nodes;
+    uint32_t *order; /* order[seq] = index + 1, release-stored */
+};
+
+static weft_status_t combine_cancel_op(void *state, weft_error_t *reason);
+static void combine_release_op(void *state);
+
+static const struct weft__promise_ops combine_ops = {
+    combine_cancel_op,
+    combine_release_op,
+};
+
+/* ---- state lifetime ---------------------------------------------------- */
+
+static void
+combine_free(struct weft__combine *c)
+{
+    for (uint32_t i = 0; i < c->n; i++) {
+        (void)weft_future_release(c->children[i]);
+    }
+    if (c->reason != NULL) {
+        weft_error_release(c->reason);
+    }
+    if (c->token != NULL) {
+        weft_token_release(c->token);
+    }
+    if (c->errors != NULL) {
+        weft_errgroup_release(c->errors);
+    }
+    weft__free(c);
+}
+
+static void
+combine_unref(struct weft__combine *c)
+{
+    /* Pairs with: the other unrefs (acq_rel RMW): the last one sees every
+     * write made before any earlier unref. */
+    if (weft__faa_u32(&c->refs, (uint32_t)-1) == 1) {
+        combine_free(c);
+    }
+}
+
+static void
+combine_release_op(void *state)
+{
+    combine_unref(state);
+}
+
+/* ---- decisions --------------------------------------------------------- */
+
+/* Wait out a decider that is writing its fields; return the kind. */
+static uint32_t
+combine_decision(struct weft__combine *c)
+{
+    for (;;) {
+        /* Pairs with: the release store in combine_decide(). */
+        uint32_t d = weft__load_acq_u32(&c->decided);
+        if (d != D_BUSY) {
+            return d;
+        }
+        sched_yield();
+    }
+}
+
+/*
+ * Decide: kind D_TRIGGER, D_WIN, D_CANCEL or D_FINAL, by child `who`
+ * (UINT32_MAX: none), with reason (owned; may be NULL) for the children
+ * we cancel. Returns false (and releases reason) if already decided.
+ */
+static bool
+combine_decide(struct weft__combine *c, uint32_t kind, uint32_t who,
+               weft_error_t *reason)
+{
+    /*
+     * One decision. Pairs with: the acquire loads in combine_decision().
+     * Relaxed would do for the CAS itself; it is a full barrier anyway.
+     */
+    if (!weft__cas_u32(&c->decided, D_NONE, D_BUSY)) {
+        if (reason != NULL) {
+            weft_error_release(reason);
+        }
+        return false;
+    }
+    c->decider = who;
+    c->reason = reason;
+    /* Pairs with: the acquire loads in combine_decision(). */
+    weft__store_rel_u32(&c->decided, kind);
+    return true;
+}
+
+/* Ask every child that has not ended to stop, with c->reason. */
+static void
+combine_cancel_children(struct weft__combine *c)
+{
+    for (uint32_t i = 0; i < c->n; i++) {
+        struct weft_future *ch = c->children[i];
+        if (!weft_future_is_done(ch)) {
+            (void)weft_future_cancel(ch, c->reason);
+        }
+    }
+}
+
+weft_error_t *
+weft__sibling_reason(weft_error_t *trigger, size_t index, const char *name,
+                     const char *what)
+{
+    weft_error_t *e = NULL;
+    if (name != NULL) {
+        (void)weft_error_wrap(&e, trigger, WEFT_ECANCELED,
+                              "cancelled: %s child %zu ('%s') failed", what,
+                              index, name);
+    } else {
+        (void)weft_error_wrap(&e, trigger, WEFT_ECANCELED,
+                              "cancelled: %s child %zu failed", what, index);
+    }
+    return e; /* the out-of-memory error when that failed */
+}
+
+/* The caller's cancellation: token callback, deadline, or cancel(). */
+static weft_status_t
+combine_cancel_with(struct weft__combine *c, weft_error_t *reason)
+{
+    if (!combine_decide(c, D_CANCEL, UINT32_MAX, reason)) {
+        return WEFT_EALREADY;
+    }
+    combine_cancel_children(c);
+    return WEFT_OK;
+}
+
+static weft_status_t
+combine_cancel_op(void *state, weft_error_t *reason)
+{
+    struct weft__combine *c = state;
+    weft_error_t *e = reason;
+    if (e != NULL) {
+        (void)weft_error_retain(e);
+    } else {
+        (void)weft_error_create(&e, WEFT_ECANCELED,
+                                "combined future cancelled");
+    }
+    return combine_cancel_with(c, e);
+}
+
+/* Token callback: the caller's token was cancelled or its deadline came. */
+static void
+combine_token_fired(void *arg, weft_error_t *reason)
+{
+    struct weft__combine *c = arg;
+    weft_error_t *e = reason;
+    if (e != NULL) {
+        (void)weft_error_retain(e);
+    } else {
+        e = weft__error_canceled();
+    }
+    (void)combine_cancel_with(c, e);
+}
+
+/* ---- the ledger -------------------------------------------------------- */
+
+void
+weft__child_result(struct weft_future *ch, const weft_error_t *ours,
+                   weft_child_result_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->future = ch;
+    out->outcome = weft_future_outcome(ch);
+    out->started = weft_future_has_started(ch);
+    if (out->outcome == WEFT_OUTCOME_SUCCEEDED) {
+        (void)weft_future_value(ch, &out->value);
+    } else if (out->outcome != WEFT_OUTCOME_PENDING) {
+        out->error = weft_future_error(ch);
+        out->cancelled_by_combinator =
+            out->outcome == WEFT_OUTCOME_CANCELLED && ours != NULL &&
+            out->error == ours;
+    }
+}
+
+static struct weft__combine *
+combine_of(const weft_future_t *f)
+{
+    if (f == NULL || !(weft__future_kind(f) & WEFT__K_PROMISE)) {
+        return NULL;
+    }
+    struct weft__combine *c = f->arg;
+    if (c->ops != &combine_ops) {
+        return NULL; /* a group's promise */
+    }
+    return c;
+}
+
+/* Whether child ch's cancellation is one we asked for (or the caller's). */
+static bool
+combine_cancel_is_ours(struct weft__combine *c, const weft_error_t *err)
+{
+    return err != NULL && c->reason != NULL && err == c->reason;
+}
+
+/*
+ * Build the error group: the trigger first (key 0), then every other
+ * failure in the order it happened (key seq + 1). For gather, children
+ * cancelled from elsewhere count as failures; children cancelled by us or
+ * by the caller never do.
+ */
+static void
+combine_build_errors(struct weft__combine *c, uint32_t decision)
+{
+    if (c->unsucc == 0) {
+        return;
+    }
+    static const char *const names[] = {
+        [CK_GATHER] = "gather",         [CK_SETTLED] = "gather_settled",
+        [CK_ANY] = "any",               [CK_FIRST] = "first_success",
+        [CK_QUORUM] = "quorum",         [CK_WAIT] = "wait",
+        [CK_ITER] = "as_completed",
+    };
+    uint32_t nfailed = 0, ncancelled = 0;
+    for (uint32_t i = 0; i < c->n; i++) {
+        weft_outcome_t o = weft_future_outcome(c->children[i]);
+        nfailed += o == WEFT_OUTCOME_FAILED;
+        ncancelled += o == WEFT_OUTCOME_CANCELLED;
+    }
+    weft_errgroup_t *g = NULL;
+    if (weft_errgroup_create(&g, "%s%s%s: %u of %u children failed, %u "
+                                 "cancelled",
+                             names[c->kind], c->name ? " " : "",
+                             c->name ? c->name : "", nfailed, c->n,
+                             ncancelled) != WEFT_OK) {
+        c->errors_nomem = true;
+        return;
+    }
+    uint32_t trig = decision == D_TRIGGER ? c->decider : UINT32_MAX;
+    for (uint32_t s = 0; s < c->n; s++) {
+        /* Pairs with: the release store in combine_child_ended(); the
+         * finalizer's faa on ended already ordered it, the acquire is
+         * belt and braces for the ledger readers. */
+        uint32_t idx = weft__load_acq_u32(&c->order[s]) - 1;
+        struct weft_future *ch = c->children[idx];
+        weft_outcome_t o = weft_future_outcome(ch);
+        weft_error_t *e = weft_future_error(ch);
+        bool include = o == WEFT_OUTCOME_FAILED ||
+                       (o == WEFT_OUTCOME_CANCELLED && c->kind == CK_GATHER &&
+                        !combine_cancel_is_ours(c, e)) ||
+                       idx == trig;
+        if (!include || e == NULL) {
+            continue;
+        }
+        if (weft_errgroup_add_error(g, idx == trig ? 0 : (uint64_t)s + 1, e) !=
+            WEFT_OK) {
+            c->errors_nomem = true;
+        }
+    }
+    c->errors = g;
+}
+
+/* ---- settling ---------------------------------------------------------- */
+
+static weft_error_t *
+error_retained(weft_error_t *e)
+{
+    if (e == NULL) {
+        return weft__error_canceled();
+    }
+    (void)weft_error_retain(e);
+    return e;
+}
+
+/*
+ * The failure a combinator ends with when child idx decided it: the
+ * child's own error for a failure; a WEFT_EFAILED error caused by the
+ * child's reason when the child was cancelled.
+ */
+static weft_status_t
+combine_trigger_error(struct weft__combine *c, uint32_t idx,
+                      weft_error_t **err)
+{
+    struct weft_future *ch = c->children[idx];
+    weft_error_t *e = weft_future_error(ch);
+    if (weft_future_outcome(ch) == WEFT_OUTCOME_FAILED) {
+        *err = error_retained(e);
+        weft_status_t st = weft_future_status(ch);
+        return st == WEFT_OK || st == WEFT_ECANCELED ? WEFT_EFAILED : st;
+    }
+    (void)weft_error_wrap(err, e, WEFT_EFAILED,
+                          "child %u was cancelled from elsewhere", idx);
+    return WEFT_EFAILED;
+}
+
+/* End the promise per the decision; called once, by the finalizer, or
+ * at the decision for any/wait. */
+static void
+combine_settle(struct weft__combine *c, struct weft__worker *w,
+               uint32_t decision)
+{
+    weft_value_t v = {.u64 = 0};
+    weft_error_t *err = NULL;
+    weft_status_t st = WEFT_OK;
+    if (decision == D_CANCEL) {
+        st = WEFT_ECANCELED;
+        err = error_retained(c->reason);
+    } else if (decision == D_TRIGGER) {
+        if (c->decider != UINT32_MAX) {
+            st = combine_trigger_error(c, c->decider, &err);
+        } else {
+            /* first_success with no winner: caused by the first
+             * failure (in the order they happened). */
+            st = WEFT_EFAILED;
+            weft_error_t *first = NULL;
+            for (uint32_t s = 0; s < c->n && first == NULL; s++) {
+                /* Pairs with: the release store of order[] in
+                 * combine_child_ended(). */
+                uint32_t idx = weft__load_acq_u32(&c->order[s]) - 1;
+                first = weft_future_error(c->children[idx]);
+            }
+            (void)weft_error_wrap(&err, first, WEFT_EFAILED,
+                                  "no child succeeded (%u of %u failed or "
+                                  "were cancelled)",
+                                  c->unsucc, c->n);
+        }
+    } else {
+        switch (c->kind) {
+        case CK_ANY:
+        case CK_FIRST: {
+            struct weft_future *ch = c->children[c->decider];
+            weft_outcome_t o = weft_future_outcome(ch);
+            if (o == WEFT_OUTCOME_SUCCEEDED) {
+                (void)weft_future_value(ch, &v);
+            } else if (o == WEFT_OUTCOME_CANCELLED) {
+                /* any: the first to end was cancelled; so is any. */
+                st = WEFT_ECANCELED;
+                err = error_retained(weft_future_error(ch));
+            } else {
+                st = combine_trigger_error(c, c->decider, &err);
+            }
+            break;
+        }
+        case CK_SETTLED:
+        case CK_QUORUM:
+            /* Relaxed: the finalizer's faa ordered every increment. */
+            v.u64 = weft__load_relaxed_u32(&c->succeeded);
+            break;
+        default:
+            v.u64 = c->n;
+            break;
+        }
+    }
+    weft__promise_settle(w, c->result, st, v, err);
+}
+
+/* The last child ended: decide what is undecided, build, settle. */
+static void
+combine_finalize(struct weft__combine *c, struct weft__worker *w)
+{
+    if (c->cb_registered) {
+        /* From here the token callback is not running and never will
+         * (it may be running on this very thread, which is fine). */
+        (void)weft__token_deregister(&c->cb);
+        c->cb_registered = false;
+    }
+    if (c->kind == CK_ITER) {
+        return;
+    }
+    uint32_t decision = combine_decision(c);
+    bool settled_early = false;
+    if (decision == D_NONE) {
+        uint32_t kind = D_FINAL;
+        uint32_t who = UINT32_MAX;
+        if (c->kind == CK_FIRST || c->kind == CK_QUORUM) {
+            /* Nobody won: every child failed or was cancelled. */
+            kind = D_TRIGGER;
+        }
+        if (combine_decide(c, kind, who, NULL)) {
+            decision = kind;
+        } else {
+            decision = combine_decision(c);
+        }
+    } else if (c->kind == CK_ANY || c->kind == CK_WAIT) {
+        /* any and wait settle at the decision, unless it was the
+         * caller's cancellation, which waits for the children. */
+        settled_early = decision != D_CANCEL;
+    }
+    combine_build_errors(c, decision);
+    if (!settled_early) {
+        if (c->kind == CK_WAIT) {
+            /* The wait condition holds once everything ended. */
+            decision = decision == D_CANCEL ? D_CANCEL : D_FINAL;
+        }
+        combine_settle(c, w, decision);
+    }
+}
+
+/* The rule, run on the thread that ended child idx. */
+static void
+combine_child_ended(struct weft__combine *c, struct weft__worker *w,
+                    uint32_t idx)
+{
+    struct weft_future *ch = c->children[idx];
+    weft_outcome_t o = weft_future_outcome(ch);
+    /* Slot in completion order. Pairs with: the acquire loads of
+     * order[] (as-completed consumer, finalizer). */
+    uint32_t s = weft__faa_u32(&c->seq, 1);
+    weft__store_rel_u32(&c->order[s], idx + 1);
+    if (o == WEFT_OUTCOME_SUCCEEDED) {
+        /* Relaxed: counts, ordered by the faa on ended. */
+        (void)weft__faa_u32(&c->succeeded, 1);
+    } else {
+        /* Relaxed: a count, as above. */
+        (void)weft__faa_u32(&c->unsucc, 1);
+    }
+
+    switch (c->kind) {
+    case CK_GATHER:
+        if (o != WEFT_OUTCOME_SUCCEEDED) {
+            /* A child cancelled while the caller's token is cancelled is
+             * the caller's cancellation, not a failure. */
+            if (o == WEFT_OUTCOME_CANCELLED && c->token != NULL &&
+                weft_token_is_cancelled(c->token)) {
+                weft_error_t *r = NULL;
+                (void)weft_token_reason(c->token, &r);
+                if (combine_decide(c, D_CANCEL, UINT32_MAX,
+                                   error_retained(r))) {
+                    combine_cancel_children(c);
+                }
+                break;
+            }
+            if (combine_decide(c, D_TRIGGER, idx,
+                               weft__sibling_reason(weft_future_error(ch),
+                                                    idx, weft_future_name(ch),
+                                                    "gather"))) {
+                combine_cancel_children(c);
+            }
+        }
+        break;
+    case CK_ANY:
+        if (combine_decide(c, D_WIN, idx, NULL)) {
+            combine_settle(c, w, D_WIN);
+        }
+        break;
+    case CK_FIRST:
+        if (o == WEFT_OUTCOME_SUCCEEDED) {
+            weft_error_t *r = NULL;
+            (void)weft_error_create(&r, WEFT_ECANCELED,
+                                    "cancelled: first_success child %u won",
+                                    idx);
+            if (combine_decide(c, D_WIN, idx, r)) {
+                combine_cancel_children(c);
+            }
+        }
+        break;
+    case CK_QUORUM: {
+        /* Relaxed: counts only; the faa's above are the sync points. */
+        uint32_t ok = weft__load_relaxed_u32(&c->succeeded);
+        uint32_t bad = weft__load_relaxed_u32(&c->unsucc);
+        if (o == WEFT_OUTCOME_SUCCEEDED && ok >= c->k) {
+            weft_error_t *r = NULL;
+            (void)weft_error_create(&r, WEFT_ECANCELED,
+                                    "cancelled: quorum of %u reached", c->k);
+            if (combine_decide(c, D_WIN, idx, r)) {
+                combine_cancel_children(c);
+            }
+        } else if (o != WEFT_OUTCOME_SUCCEEDED && c->n - bad < c->k) {
+            if (combine_decide(c, D_TRIGGER, idx,
+                               weft__sibling_reason(weft_future_error(ch),
+                                                    idx, weft_future_name(ch),
+                                                    "quorum"))) {
+                combine_cancel_children(c);
+            }
+        }
+        break;
+    }
+    case CK_WAIT:
+        if (c->k == WEFT_WAIT_FIRST_COMPLETED ||
+            (c->k == WEFT_WAIT_FIRST_FAILURE &&
+             o != WEFT_OUTCOME_SUCCEEDED)) {
+            if (combine_decide(c, D_WIN, idx, NULL)) {
+                combine_settle(c, w, D_WIN);
+            }
+        }
+        break;
+    case CK_ITER: {
+        /* Hand the parked consumer its wake-up. Full barrier (RMW).
+         * Pairs with: the CAS that installs the waiter in
+         * weft_as_completed_next(). */
+        struct weft_future *p = weft__fas_ptr((void **)&c->waiter, NULL);
+        if (p != NULL) {
+            weft__promise_settle(w, p, WEFT_OK, (weft_value_t){.u64 = 0},
+                                 NULL);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+
+    /* Pairs with: the other children's faa (release sequence): the one
+     * that sees n - 1 sees every child's outcome and order[] slot. */
+    if (weft__faa_u32(&c->ended, 1) == c->n - 1) {
+        combine_finalize(c, w);
+    }
+}
+
+static void
+combine_watch_fired(struct weft__watch *node, struct weft__worker *w,
+                    struct weft_future *f)
+{
+    (void)f;
+    struct weft__combine *c = node->ctx;
+    combine_child_ended(c, w, (uint32_t)(node - c->nodes));
+    combine_unref(c);
+}
+
+/* ---- construction ------------------------------------------------------ */
+
+static void
+release_adopted(weft_future_t *const *children, size_t n,
+                const weft_combine_opts_t *opts)
+{
+    if (opts != NULL && opts->adopt && children != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            if (children[i] != NULL) {
+                (void)weft_future_release(children[i]);
+            }
+        }
+    }
+}
+
+static weft_status_t
+combine_make(weft_executor_t *ex, uint32_t kind, weft_future_t *const *ch,
+             size_t n, uint32_t k, const weft_combine_opts_t *opts,
+             struct weft__combine **out)
+{
+    size_t sz = sizeof(struct weft__combine) +
+                n * (sizeof(struct weft_future *) + sizeof(struct weft__watch) +
+                     sizeof(uint32_t));
+    struct weft__combine *c = WEFT__ALLOC(sz);
+    if (c == NULL) {
+        return WEFT_ENOMEM;
+    }
+    memset(c, 0, sizeof(*c));
+    c->ops = &combine_ops;
+    c->kind = kind;
+    c->n = (uint32_t)n;
+    c->k = k;
+    c->ex = ex;
+    c->decider = UINT32_MAX;
+    c->name = opts != NULL ? opts->name : NULL;
+    c->children = (struct weft_future **)(c + 1);
+    c->nodes = (struct weft__watch *)(c->children + n);
+    c->order = (uint32_t *)(c->nodes + n);
+    memset(c->order, 0, n * sizeof(uint32_t));
+    bool adopt = opts != NULL && opts->adopt;
+    for (size_t i = 0; i < n; i++) {
+        c->children[i] = ch[i];
+        if (!adopt) {
+            (void)weft_future_retain(ch[i]);
+        }
+        c->nodes[i].next = NULL;
+        c->nodes[i].fn = combine_watch_fired;
+        c->nodes[i].ctx = c;
+    }
+    /* Setup reference, plus one per child watch; the promise's is added
+     * by the caller once it exists. */
+    c->refs = (uint32_t)n + 1;
+    *out = c;
+    return WEFT_OK;
+}
+
+/* Token (and deadline) of the caller: ours to hold, armed on time. */
+static weft_status_t
+combine_token(struct weft__combine *c, const weft_combine_opts_t *opts)
+{
+    if (opts == NULL || (opts->token == NULL && opts->deadline_ns == 0)) {
+        return WEFT_OK;
+    }
+    weft_token_t *t = NULL;
+    weft_status_t st = weft_token_create_with_deadline(
+        opts->token, opts->deadline_ns != 0 ? opts->deadline_ns
+                                            : WEFT_DEADLINE_NONE,
+        &t);
+    if (st != WEFT_OK) {
+        return st;
+    }
+    c->token = t;
+    if (weft__token_next_deadline(t) != WEFT_DEADLINE_NONE) {
+        /* Make the deadline act even if nobody polls the token. A refusal
+         * (executor being destroyed) leaves the deadline lazy. */
+        (void)weft_executor_watch_deadline(c->ex, t);
+    }
+    return WEFT_OK;
+}
+
+/* Watch every child; those already ended run the rule here. */
+static void
+combine_arm(struct weft__combine *c)
+{
+    struct weft__worker *w = weft__tls_worker;
+    if (c->token != NULL) {
+        c->cb_registered = true;
+        if (weft__token_register(c->token, &c->cb, combine_token_fired, c) !=
+            WEFT_OK) {
+            c->cb_registered = false;
+        }
+    }
+    for (uint32_t i = 0; i < c->n; i++) {
+        if (!weft__future_watch(c->children[i], &c->nodes[i])) {
+            combine_watch_fired(&c->nodes[i], w, c->children[i]);
+        }
+    }
+}
+
+static weft_status_t
+combine_start(weft_executor_t *ex, uint32_t kind, weft_future_t *const *ch,
+              size_t n, size_t k, const weft_combine_opts_t *opts,
+              weft_future_t **out)
+{
+    if (out != NULL) {
+        *out = NULL;
+    }
+    bool bad = ex == NULL || out == NULL || (ch == NULL && n > 0) ||
+               n > UINT32_MAX - 1;
+    for (size_t i = 0; !bad && i < n; i++) {
+        bad = ch[i] == NULL;
+    }
+    if (!bad && kind == CK_QUORUM) {
+        bad = k < 1 || k > n;
+    }
+    if (!bad && (kind == CK_ANY || kind == CK_FIRST)) {
+        bad = n == 0;
+    }
+    if (bad) {
+        release_adopted(ch, n, opts);
+        return WEFT_EINVAL;
+    }
+    struct weft__combine *c = NULL;
+    weft_status_t st = combine_make(ex, kind, ch, n, (uint32_t)k, opts, &c);
+    if (st == WEFT_OK) {
+        st = combine_token(c, opts);
+        if (st == WEFT_OK) {
+            c->result = weft__promise_create(ex, c, c->name);
+            st = c->result == NULL ? WEFT_ENOMEM : WEFT_OK;
+        }
+        if (st != WEFT_OK) {
+            /* Nothing is watched yet: undo by hand. The children are
+             * released by combine_free (retained or adopted). */
+            combine_free(c);
+            return st;
+        }
+    } else {
+        release_adopted(ch, n, opts);
+        return st;
+    }
+    /* The promise's reference to the state. Unpaired: c is private. */
+    weft__store_relaxed_u32(&c->refs, weft__load_relaxed_u32(&c->refs) + 1);
+    /* The caller's reference to the promise, taken before anything can
+     * settle it. */
+    *out = c->result;
+    if (n == 0) {
+        combine_settle(c, weft__tls_worker, D_FINAL);
+        combine_unref(c);
+        return WEFT_OK;
+    }
+    combine_arm(c);
+    combine_unref(c); /* setup reference */
+    return WEFT_OK;
+}
+
+weft_status_t
+weft_gather(weft_executor_t *ex, weft_future_t *const *children, size_t n,
+            const weft_combine_opts_t *opts, weft_future_t **out)
+{
+    return combine_start(ex, CK_GATHER, children, n, 0, opts, out);
+}
+
+weft_status_t
+weft_gather_settled(weft_executor_t *ex, weft_future_t *const *children,
+                    size_t n, const weft_combine_opts_t *opts,
+                    weft_future_t **out)
+{
+    return combine_start(ex, CK_SETTLED, children, n, 0, opts, out);
+}
+
+weft_status_t
+weft_any(weft_executor_t *ex, weft_future_t *const *children, size_t n,
+         const weft_combine_opts_t *opts, weft_future_t **out)
+{
+    return combine_start(ex, CK_ANY, children, n, 0, opts, out);
+}
+
+weft_status_t
+weft_first_success(weft_executor_t *ex, weft_future_t *const *children,
+                   size_t n, const weft_combine_opts_t *opts,
+                   weft_future_t **out)
+{
+    return combine_start(ex, CK_FIRST, children, n, 0, opts, out);
+}
+
+weft_status_t
+weft_quorum(weft_executor_t *ex, weft_future_t *const *children, size_t n,
+            size_t k, const weft_combine_opts_t *opts, weft_future_t **out)
+{
+    return combine_start(ex, CK_QUORUM, children, n, k, opts, out);
+}
+
+/* ---- ledger accessors -------------------------------------------------- */
+
+size_t
+weft_combine_size(const weft_future_t *combined)
+{
+    struct weft__combine *c = combine_of(combined);
+    return c != NULL ? c->n : 0;
+}
+
+weft_status_t
+weft_combine_child(const weft_future_t *combined, size_t index,
+                   weft_child_result_t *out)
+{
+    struct weft__combine *c = combine_of(combined);
+    if (c == NULL || out == NULL) {
+        return WEFT_EINVAL;
+    }
+    if (index >= c->n) {
+        return WEFT_ERANGE;
+    }
+    /* A reason exists only once decided; wait out a decider mid-write. */
+    uint32_t d = combine_decision(c);
+    weft__child_result(c->children[index], d != D_NONE ? c->reason : NULL,
+                       out);
+    return WEFT_OK;
+}
+
+weft_status_t
+weft_combine_values(const weft_future_t *combined, weft_value_t *out,
+                    size_t n)
+{
+    struct weft__combine *c = combine_of(combined);
+    if (c == NULL || (out == NULL && n > 0) || n > c->n) {
+        return WEFT_EINVAL;
+    }
+    if (!weft_future_is_done(combined)) {
+        return WEFT_ESTATE;
+    }
+    for (size_t i = 0; i < n; i++) {
+        out[i].u64 = 0;
+        if (weft_future_outcome(c->children[i]) == WEFT_OUTCOME_SUCCEEDED) {
+            (void)weft_future_value(c->children[i], &out[i]);
+        }
+    }
+    return WEFT_OK;
+}
+
+weft_status_t
+weft_combine_errors(const weft_future_t *combined, weft_errgroup_t **out)
+{
+    struct weft__combine *c = combine_of(combined);
+    if (c == NULL || out == NULL) {
+        return WEFT_EINVAL;
+    }
+    *out = NULL;
+    if (!weft_future_is_done(combined)) {
+        return WEFT_ESTATE;
+    }
+    /*
+     * any settles before the finalizer builds the group; the group
+     * appears once every child ended. Pairs with: the finalizer's faa on
+     * ended (release sequence); errors is written before it returns...
+     * so wait for the last child rather than read a half-built field.
+     */
+    if (c->kind == CK_ANY && weft__load_acq_u32(&c->ended) != c->n) {
+        return WEFT_ESTATE;
+    }
+    if (c->errors_nomem) {
+        return WEFT_ENOMEM;
+    }
+    if (c->errors != NULL) {
+        (void)weft_errgroup_retain(c->errors);
+        *out = c->errors;
+        return WEFT_OK;
+    }
+    return weft_errgroup_create(out, "no child failed");
+}
+
+size_t
+weft_combine_decider(const weft_future_t *combined)
+{
+    struct weft__combine *c = combine_of(combined);
+    if (c == NULL) {
+        return SIZE_MAX;
+    }
+    uint32_t d = combine_decision(c);
+    if ((d == D_TRIGGER || d == D_WIN) && c->decider != UINT32_MAX) {
+        return c->decider;
+    }
+    return SIZE_MAX;
+}
+
+/* ---- weft_wait --------------------------------------------------------- */
+
+static void
+wait_sets(weft_future_t *const *ch, size_t n, size_t *done, size_t *ndone,
+          size_t *pending, size_t *npending)
+{
+    size_t nd = 0, np = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (weft_future_is_done(ch[i])) {
+            if (done != NULL) {
+                done[nd] = i;
+            }
+            nd++;
+        } else {
+            if (pending != NULL) {
+                pending[np] = i;
+            }
+            np++;
+        }
+    }
+    if (ndone != NULL) {
+        *ndone = nd;
+    }
+    if (npending != NULL) {
+        *npending = np;
+    }
+}
+
+weft_status_t
+weft_wait(weft_future_t *const *children, size_t n, weft_wait_mode_t mode,
+          weft_token_t *token, uint64_t deadline_ns, size_t *done,
+          size_t *ndone, size_t *pending, size_t *npending)
+{
+    bool bad = (children == NULL && n > 0) || n > UINT32_MAX - 1 ||
+               (mode != WEFT_WAIT_FIRST_COMPLETED &&
+                mode != WEFT_WAIT_FIRST_FAILURE &&
+                mode != WEFT_WAIT_ALL_COMPLETED);
+    for (size_t i = 0; !bad && i < n; i++) {
+        bad = children[i] == NULL;
+    }
+    if (bad) {
+        return WEFT_EINVAL;
+    }
+    weft_status_t st = WEFT_OK;
+    if (n > 0) {
+        weft_future_t *p = NULL;
+        st = combine_start(children[0]->ex, CK_WAIT, children, n,
+                           (size_t)mode, NULL, &p);
+        if (st == WEFT_OK) {
+            /* WEFT_OK when the condition holds (the promise never fails). */
+            st = weft_future_wait_for(p, token, deadline_ns);
+            (void)weft_future_release(p);
+        }
+    }
+    wait_sets(children, n, done, ndone, pending, npending);
+    return st == WEFT_ENOMEM || st == WEFT_ETIMEDOUT ||
+                   st == WEFT_EINTERRUPTED
+               ? st
+               : WEFT_OK;
+}
+
+/* ---- as-completed ------------------------------------------------------ */
+
+struct weft_as_completed {
+    struct weft__combine *c;
+};
+
+weft_status_t
+weft_as_completed_create(weft_future_t *const *children, size_t n,
+                         weft_as_completed_t **out)
+{
+    bool bad = out == NULL || (children == NULL && n > 0) ||
+               n > UINT32_MAX - 1;
+    for (size_t i = 0; !bad && i < n; i++) {
+        bad = children[i] == NULL;
+    }
+    if (bad) {
+        return WEFT_EINVAL;
+    }
+    *out = NULL;
+    weft_as_completed_t *it = WEFT__ALLOC(sizeof(*it));
+    if (it == NULL) {
+        return WEFT_ENOMEM;
+    }
+    struct weft__combine *c = NULL;
+    weft_status_t st = combine_make(n > 0 ? children[0]->ex : NULL, CK_ITER,
+                                    children, n, 0, NULL, &c);
+    if (st != WEFT_OK) {
+        weft__free(it);
+        return st;
+    }
+    /* The iterator's reference to the state (instead of a promise's).
+     * Unpaired: c is private. */
+    weft__store_relaxed_u32(&c->refs, weft__load_relaxed_u32(&c->refs) + 1);
+    it->c = c;
+    combine_arm(c);
+    combine_unref(c); /* setup reference */
+    *out = it;
+    return WEFT_OK;
+}
+
+/* Take back an installed waiter promise; end it ourselves if no child
+ * took it (it was never settled). */
+static void
+iter_drop_waiter(struct weft__combine *c, struct weft_future *p)
+{
+    /* Full barrier (RMW). Pairs with: the fas in combine_child_ended(). */
+    struct weft_future *mine = weft__fas_ptr((void **)&c->waiter, NULL);
+    if (mine == p) {
+        weft__promise_settle(weft__tls_worker, p, WEFT_OK,
+                             (weft_value_t){.u64 = 0}, NULL);
+    }
+    /* else a child's watch took it and settles it (or did). */
+    (void)weft_future_release(p);
+}
+
+weft_status_t
+weft_as_completed_next(weft_as_completed_t *it, weft_token_t *token,
+                       uint64_t deadline_ns, size_t *index)
+{
+    if (it == NULL || index == NULL) {
+        return WEFT_EINVAL;
+    }
+    struct weft__combine *c = it->c;
+    if (c->consumed == c->n) {
+        return WEFT_EEXHAUSTED;
+    }
+    for (;;) {
+        /* Pairs with: the faa on seq in combine_child_ended(). */
+        if (c->consumed < weft__load_acq_u32(&c->seq)) {
+            uint32_t v;
+            /* The slot is written right after the faa that claimed it. */
+            /* Pairs with: the release store of order[] there. */
+            while ((v = weft__load_acq_u32(&c->order[c->consumed])) == 0) {
+                sched_yield();
+            }
+            c->consumed++;
+            *index = v - 1;
+            return WEFT_OK;
+        }
+        if (token != NULL && weft_token_is_cancelled(token)) {
+            return WEFT_EINTERRUPTED;
+        }
+        if (deadline_ns != 0 && weft_clock_now_ns() >= deadline_ns) {
+            return WEFT_ETIMEDOUT;
+        }
+        struct weft_future *p = weft__promise_create(c->ex, c, NULL);
+        if (p == NULL) {
+            return WEFT_ENOMEM;
+        }
+        /* The promise holds a state reference like any promise of ours.
+         * Relaxed: we hold one already; RMW on the count. */
+        (void)weft__faa_u32(&c->refs, 1);
+        /*
+         * Install the waiter, then re-check. Full barrier (RMW): pairs
+         * with the fas in combine_child_ended(): either that watch sees
+         * p, or we see its seq increment below.
+         * Pairs with: the fas in combine_child_ended() (see above).
+         */
+        (void)weft__cas_ptr((void **)&c->waiter, NULL, p);
+        /* Pairs with: the faa on seq in combine_child_ended(). */
+        if (c->consumed < weft__load_acq_u32(&c->seq)) {
+            iter_drop_waiter(c, p);
+            continue;
+        }
+        weft_status_t st = weft_future_wait_for(p, token, deadline_ns);
+        iter_drop_waiter(c, p);
+        if (st == WEFT_ETIMEDOUT || st == WEFT_EINTERRUPTED) {
+            /* One more look: a child may have ended meanwhile. */
+            /* Pairs with: the faa on seq in combine_child_ended(). */
+            if (c->consumed < weft__load_acq_u32(&c->seq)) {
+                continue;
+            }
+            return st;
+        }
+    }
+}
+
+weft_future_t *
+weft_as_completed_future(const weft_as_completed_t *it, size_t index)
+{
+    if (it == NULL || index >= it->c->n) {
+        return NULL;
+    }
+    return it->c->children[index];
+}
+
+weft_status_t
+weft_as_completed_destroy(weft_as_completed_t *it)
+{
+    if (it == NULL) {
+        return WEFT_EINVAL;
+    }
+    combine_unref(it->c);
+    weft__free(it);
+    return WEFT_OK;
+}

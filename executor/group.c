@@ -1,0 +1,766 @@
+/*
+ * group.c - task groups (scopes) with fail-fast and concurrency limits,
+ * retries with backoff, parallel-for and parallel-reduce. See group.h.
+ */
+#include "executor/group.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "executor/combine.h"
+#include "executor/executor.h"
+#include "executor/future.h"
+#include "primitives/alloc.h"
+#include "primitives/atomics.h"
+#include "primitives/cancel.h"
+#include "primitives/error.h"
+
+struct group_child {
+    struct weft__watch node;
+    struct weft_future *f;
+    struct weft_group *g;
+    uint32_t index;
+    uint32_t seq; /* completion order; written by its watch */
+};
+
+struct weft_group {
+    const struct weft__promise_ops *ops; /* first: see future.h */
+    uint32_t refs;       /* owner + promise + unfired watches; atomic */
+    weft_executor_t *ex;
+    weft_token_t *token; /* the group's token; owned */
+    const char *name;
+    size_t limit;
+
+    uint64_t outstanding; /* see group.h; atomic */
+    uint32_t seq;         /* faa: completion order */
+    uint32_t decided;     /* 0, then 1 once a failure triggered; CAS */
+    uint32_t trigger;     /* index of the triggering child */
+    weft_error_t *reason; /* the siblings' reason; owned; set once */
+    bool joined;          /* owner only */
+    weft_status_t join_status;
+    weft_errgroup_t *errors;
+
+    pthread_mutex_t lock; /* children[], count, next_start, running */
+    struct group_child **children;
+    size_t count, cap;
+    size_t next_start;    /* first child not yet submitted */
+    size_t running;
+
+    struct weft_future *done; /* promise: settled when drained */
+};
+
+static weft_status_t group_cancel_op(void *state, weft_error_t *reason);
+static void group_release_op(void *state);
+
+static const struct weft__promise_ops group_ops = {
+    group_cancel_op,
+    group_release_op,
+};
+
+static void
+group_unref(struct weft_group *g)
+{
+    /* Pairs with: the other unrefs (acq_rel RMW); the last one frees. */
+    if (weft__faa_u32(&g->refs, (uint32_t)-1) == 1) {
+        pthread_mutex_destroy(&g->lock);
+        weft__free(g);
+    }
+}
+
+static void
+group_release_op(void *state)
+{
+    group_unref(state);
+}
+
+static weft_status_t
+group_cancel_op(void *state, weft_error_t *reason)
+{
+    return weft_group_cancel(state, reason);
+}
+
+/* One accepted child (or the open bias) is gone. */
+static void
+group_drop_outstanding(struct weft_group *g, struct weft__worker *w)
+{
+    /* Pairs with: the CAS in group_accept() and the other decrements
+     * (release sequence): the thread that reaches zero sees every
+     * child's outcome and seq before it settles the promise. */
+    if (weft__faa_u64(&g->outstanding, (uint64_t)-1) == 1) {
+        weft__promise_settle(w, g->done, WEFT_OK, (weft_value_t){.u64 = 0},
+                             NULL);
+    }
+}
+
+/* Count one more child in, unless the group has drained. */
+static bool
+group_accept(struct weft_group *g)
+{
+    /* Relaxed: the CAS below re-checks. */
+    uint64_t o = weft__load_relaxed_u64(&g->outstanding);
+    for (;;) {
+        if (o == 0) {
+            return false;
+        }
+        /* Pairs with: the decrement in group_drop_outstanding(). */
+        if (weft__cas_value_u64(&g->outstanding, o, o + 1, &o)) {
+            return true;
+        }
+    }
+}
+
+static void
+group_child_ended(struct weft__watch *node, struct weft__worker *w,
+                  struct weft_future *f)
+{
+    struct group_child *gc = node->ctx;
+    struct weft_group *g = gc->g;
+    /* Relaxed would do: a ticket; the drain count publishes it.
+     * Pairs with: the drain faa in group_drop_outstanding(). */
+    gc->seq = weft__faa_u32(&g->seq, 1);
+    if (weft_future_outcome(f) == WEFT_OUTCOME_FAILED) {
+        /* First failure: cancel the group's token, and so every child.
+         * Pairs with: the acquire load of decided in weft_group_join()
+         * (ordered by the drain count) and the other deciders' CAS. */
+        if (weft__cas_u32(&g->decided, 0, 1)) {
+            g->trigger = gc->index;
+            g->reason = weft__sibling_reason(weft_future_error(f), gc->index,
+                                             weft_future_name(f), "group");
+            (void)weft_token_cancel(g->token, g->reason);
+        }
+    }
+    struct group_child *next = NULL;
+    if (g->limit != 0) {
+        pthread_mutex_lock(&g->lock);
+        g->running--;
+        if (g->next_start < g->count) {
+            next = g->children[g->next_start++];
+            g->running++;
+        }
+        pthread_mutex_unlock(&g->lock);
+    }
+    if (next != NULL) {
+        weft__future_submit(next->f);
+    }
+    group_drop_outstanding(g, w);
+    group_unref(g);
+}
+
+weft_status_t
+weft_group_create(weft_executor_t *ex, const weft_group_opts_t *opts,
+                  weft_group_t **out)
+{
+    if (ex == NULL || out == NULL) {
+        if (out != NULL) {
+            *out = NULL;
+        }
+        return WEFT_EINVAL;
+    }
+    *out = NULL;
+    struct weft_group *g = WEFT__ALLOC(sizeof(*g));
+    if (g == NULL) {
+        return WEFT_ENOMEM;
+    }
+    memset(g, 0, sizeof(*g));
+    g->ops = &group_ops;
+    g->ex = ex;
+    g->name = opts != NULL ? opts->name : NULL;
+    g->limit = opts != NULL ? opts->limit : 0;
+    uint64_t dl = opts != NULL && opts->deadline_ns != 0 ? opts->deadline_ns
+                                                         : WEFT_DEADLINE_NONE;
+    weft_status_t st = weft_token_create_with_deadline(
+        opts != NULL ? opts->parent : NULL, dl, &g->token);
+    if (st != WEFT_OK) {
+        weft__free(g);
+        return st;
+    }
+    if (weft__token_next_deadline(g->token) != WEFT_DEADLINE_NONE) {
+        (void)weft_executor_watch_deadline(ex, g->token);
+    }
+    g->done = weft__promise_create(ex, g, g->name);
+    if (g->done == NULL) {
+        weft_token_release(g->token);
+        weft__free(g);
+        return WEFT_ENOMEM;
+    }
+    pthread_mutex_init(&g->lock, NULL);
+    g->refs = 2;        /* owner, promise */
+    g->outstanding = 1; /* open */
+    *out = g;
+    return WEFT_OK;
+}
+
+weft_status_t
+weft_group_spawn(weft_group_t *g, const weft_spawn_opts_t *opts, weft_fn_t fn,
+                 void *arg, size_t *index)
+{
+    weft_release_fn_t rel = opts != NULL ? opts->release : NULL;
+    weft_status_t st = WEFT_OK;
+    if (g == NULL || fn == NULL || (opts != NULL && opts->token != NULL)) {
+        st = WEFT_EINVAL;
+    } else if (!group_accept(g)) {
+        st = WEFT_ESTATE;
+    }
+    if (st != WEFT_OK) {
+        if (rel != NULL) {
+            rel(arg);
+        }
+        return st;
+    }
+    weft_spawn_opts_t o = {0};
+    if (opts != NULL) {
+        o = *opts;
+    }
+    o.token = g->token;
+    struct group_child *gc = WEFT__ALLOC(sizeof(*gc));
+    struct weft_future *f =
+        gc != NULL ? weft__future_make(g->ex, &o, fn, arg) : NULL;
+    if (f == NULL) {
+        weft__free(gc);
+        group_drop_outstanding(g, weft__tls_worker);
+        if (rel != NULL) {
+            rel(arg);
+        }
+        return WEFT_ENOMEM;
+    }
+    gc->f = f;
+    gc->g = g;
+    gc->node.fn = group_child_ended;
+    gc->node.ctx = gc;
+    gc->node.next = NULL;
+
+    bool start = true;
+    pthread_mutex_lock(&g->lock);
+    if (g->count == g->cap) {
+        size_t ncap = g->cap ? g->cap * 2 : 16;
+        struct group_child **nc =
+            WEFT__REALLOC(g->children, ncap * sizeof(*nc));
+        if (nc == NULL) {
+            pthread_mutex_unlock(&g->lock);
+            /* Never queued and never seen: end it without running. */
+            weft__future_submit_refused(f, WEFT_ENOMEM);
+            (void)weft_future_release(f);
+            weft__free(gc);
+            group_drop_outstanding(g, weft__tls_worker);
+            return WEFT_ENOMEM;
+        }
+        g->children = nc;
+        g->cap = ncap;
+    }
+    gc->index = (uint32_t)g->count;
+    g->children[g->count++] = gc;
+    if (g->limit != 0) {
+        if (g->running < g->limit && g->next_start == g->count - 1) {
+            g->running++;
+            g->next_start++;
+        } else {
+            start = false;
+        }
+    } else {
+        g->next_start++;
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (index != NULL) {
+        *index = gc->index;
+    }
+    /* The watch holds a state reference until it runs.
+     * Pairs with: the faa in group_unref() (acq_rel count). */
+    (void)weft__faa_u32(&g->refs, 1);
+    bool watched = weft__future_watch(f, &gc->node);
+    WEFT__ASSERT(watched); /* f is not queued yet, so it cannot have ended */
+    (void)watched;
+    if (start) {
+        weft__future_submit(f);
+    }
+    return WEFT_OK;
+}
+
+static void
+group_build_errors(struct weft_group *g)
+{
+    weft_errgroup_t *eg = NULL;
+    if (weft_errgroup_create(&eg, "group%s%s: children failed",
+                             g->name ? " " : "", g->name ? g->name : "") !=
+        WEFT_OK) {
+        return;
+    }
+    for (size_t i = 0; i < g->count; i++) {
+        struct group_child *gc = g->children[i];
+        if (weft_future_outcome(gc->f) != WEFT_OUTCOME_FAILED) {
+            continue;
+        }
+        weft_error_t *e = weft_future_error(gc->f);
+        if (e == NULL) {
+            continue;
+        }
+        uint64_t key = (g->decided && gc->index == g->trigger)
+                           ? 0
+                           : (uint64_t)gc->seq + 1;
+        (void)weft_errgroup_add_error(eg, key, e);
+    }
+    g->errors = eg;
+}
+
+weft_status_t
+weft_group_join(weft_group_t *g)
+{
+    if (g == NULL) {
+        return WEFT_EINVAL;
+    }
+    if (g->joined) {
+        return WEFT_ESTATE;
+    }
+    g->joined = true;
+    group_drop_outstanding(g, weft__tls_worker); /* close */
+    (void)weft_future_wait(g->done);
+    /* The drain (acquire through the promise's outcome) ordered every
+     * child's outcome, seq and the trigger before this point. */
+    group_build_errors(g);
+    weft_status_t st = WEFT_OK;
+    /* Pairs with: the CAS in group_child_ended() (already ordered by the
+     * drain; the acquire documents it). */
+    if (weft__load_acq_u32(&g->decided)) {
+        st = weft_future_status(g->children[g->trigger]->f);
+        if (st == WEFT_OK || st == WEFT_ECANCELED) {
+            st = WEFT_EFAILED;
+        }
+    } else if (weft_token_is_cancelled(g->token)) {
+        st = WEFT_ECANCELED;
+    }
+    g->join_status = st;
+    return st;
+}
+
+weft_status_t
+weft_group_cancel(weft_group_t *g, weft_error_t *reason)
+{
+    if (g == NULL) {
+        return WEFT_EINVAL;
+    }
+    if (weft_token_is_cancelled(g->token)) {
+        return WEFT_EALREADY;
+    }
+    return weft_token_cancel(g->token, reason) == WEFT_OK ? WEFT_OK
+                                                          : WEFT_EALREADY;
+}
+
+weft_token_t *
+weft_group_token(const weft_group_t *g)
+{
+    return g != NULL ? g->token : NULL;
+}
+
+weft_status_t
+weft_group_errors(const weft_group_t *g, weft_errgroup_t **out)
+{
+    if (g == NULL || out == NULL) {
+        return WEFT_EINVAL;
+    }
+    *out = NULL;
+    if (!g->joined) {
+        return WEFT_ESTATE;
+    }
+    if (g->errors == NULL) {
+        return weft_errgroup_create(out, "group: nothing failed");
+    }
+    (void)weft_errgroup_retain(g->errors);
+    *out = g->errors;
+    return WEFT_OK;
+}
+
+size_t
+weft_group_size(const weft_group_t *g)
+{
+    if (g == NULL) {
+        return 0;
+    }
+    pthread_mutex_lock((pthread_mutex_t *)&g->lock);
+    size_t n = g->count;
+    pthread_mutex_unlock((pthread_mutex_t *)&g->lock);
+    return n;
+}
+
+weft_status_t
+weft_group_child(const weft_group_t *g, size_t index, weft_child_result_t *out)
+{
+    if (g == NULL || out == NULL) {
+        return WEFT_EINVAL;
+    }
+    pthread_mutex_lock((pthread_mutex_t *)&g->lock);
+    struct group_child *gc = index < g->count ? g->children[index] : NULL;
+    pthread_mutex_unlock((pthread_mutex_t *)&g->lock);
+    if (gc == NULL) {
+        return WEFT_ERANGE;
+    }
+    weft_error_t *ours = NULL;
+    if (weft_token_is_cancelled(g->token)) {
+        (void)weft_token_reason(g->token, &ours);
+    }
+    weft__child_result(gc->f, ours, out);
+    return WEFT_OK;
+}
+
+weft_status_t
+weft_group_destroy(weft_group_t *g)
+{
+    if (g == NULL) {
+        return WEFT_EINVAL;
+    }
+    if (!g->joined) {
+        weft_error_t *r = NULL;
+        (void)weft_error_create(&r, WEFT_ECANCELED,
+                                "group destroyed before join");
+        (void)weft_group_cancel(g, r);
+        weft_error_release(r);
+        (void)weft_group_join(g);
+    }
+    for (size_t i = 0; i < g->count; i++) {
+        (void)weft_future_release(g->children[i]->f);
+        weft__free(g->children[i]);
+    }
+    weft__free(g->children);
+    if (g->reason != NULL) {
+        weft_error_release(g->reason);
+    }
+    if (g->errors != NULL) {
+        weft_errgroup_release(g->errors);
+    }
+    weft_token_release(g->token);
+    (void)weft_future_release(g->done); /* drops the promise's reference */
+    group_unref(g);                     /* the owner's */
+    return WEFT_OK;
+}
+
+/* ---- retries ------------------------------------------------------------ */
+
+/* splitmix64: the jitter's random source. */
+static uint64_t
+retry_rand(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/*
+ * Wait until `until` while helping: run other tasks when there are any,
+ * else sleep in slices of at most 100 us. Returns WEFT_ECANCELED when the
+ * task is cancelled meanwhile.
+ */
+static weft_status_t
+retry_pause(weft_task_t *self, uint64_t until)
+{
+    struct weft__worker *w = weft__tls_worker;
+    for (;;) {
+        if (weft_task_is_cancelled(self)) {
+            return WEFT_ECANCELED;
+        }
+        uint64_t now = weft_clock_now_ns();
+        if (now >= until) {
+            return WEFT_OK;
+        }
+        struct weft_future *t = NULL;
+        if (w != NULL && w->help_depth < WEFT__HELP_DEPTH_MAX) {
+            t = weft__worker_find(w);
+        }
+        if (t != NULL) {
+            w->help_depth++;
+            weft__task_run(w, t);
+            w->help_depth--;
+            continue;
+        }
+        uint64_t slice = until - now;
+        if (slice > 100000) {
+            slice = 100000;
+        }
+        struct timespec ts = {0, (long)slice};
+        nanosleep(&ts, NULL);
+    }
+}
+
+weft_status_t
+weft_retry(weft_task_t *self, const weft_retry_opts_t *policy, weft_fn_t fn,
+           void *arg, weft_value_t *result, weft_errgroup_t **errors)
+{
+    if (errors != NULL) {
+        *errors = NULL;
+    }
+    if (self == NULL || fn == NULL || result == NULL) {
+        return WEFT_EINVAL;
+    }
+    weft_retry_opts_t p = {0};
+    if (policy != NULL) {
+        p = *policy;
+    }
+    unsigned int max = p.max_attempts ? p.max_attempts : 1;
+    double mult = p.multiplier >= 1.0 ? p.multiplier : 2.0;
+    double jitter = p.jitter < 0 ? 0 : (p.jitter > 1 ? 1 : p.jitter);
+    uint64_t rs = p.seed ? p.seed : 0x5EEDu;
+    double delay = (double)p.initial_delay_ns;
+    struct weft_future *me = (struct weft_future *)self;
+    weft_errgroup_t *eg = NULL;
+    if (errors != NULL &&
+        weft_errgroup_create(&eg, "retry: attempts that failed") != WEFT_OK) {
+        return WEFT_ENOMEM;
+    }
+    weft_status_t st = WEFT_EINVAL;
+    for (unsigned int attempt = 1;; attempt++) {
+        if (weft_task_is_cancelled(self)) {
+            st = WEFT_ECANCELED;
+            break;
+        }
+        if (p.deadline_ns != 0 && weft_clock_now_ns() >= p.deadline_ns) {
+            st = WEFT_ETIMEDOUT;
+            break;
+        }
+        result->u64 = 0;
+        st = fn(self, arg, result);
+        if (st == WEFT_OK || st == WEFT_ECANCELED) {
+            break;
+        }
+        /* Keep this attempt's error (the one the body recorded on the
+         * task, or one made from its status). */
+        weft_error_t *e = me->error;
+        me->error = NULL;
+        if (e == NULL) {
+            (void)weft_error_create(&e, (int)st > 0 ? (int)st : WEFT_EINVAL,
+                                    "attempt %u failed: %s", attempt,
+                                    weft_status_str(st));
+        }
+        bool again = attempt < max &&
+                     (p.retryable == NULL || p.retryable(e, p.ctx));
+        if (eg != NULL) {
+            (void)weft_errgroup_add_error(eg, attempt, e);
+        }
+        if (!again) {
+            /* The task ends with the last attempt's error. */
+            me->error = e;
+            break;
+        }
+        weft_error_release(e);
+        double d = delay;
+        if (p.max_delay_ns != 0 && d > (double)p.max_delay_ns) {
+            d = (double)p.max_delay_ns;
+        }
+        if (jitter > 0) {
+            double u = (double)(retry_rand(&rs) >> 11) / 9007199254740992.0;
+            d *= 1.0 - jitter * u;
+        }
+        uint64_t until = weft_clock_now_ns() + (uint64_t)d;
+        if (p.deadline_ns != 0 && until > p.deadline_ns) {
+            until = p.deadline_ns;
+        }
+        weft_status_t ps = retry_pause(self, until);
+        if (ps != WEFT_OK) {
+            st = ps;
+            break;
+        }
+        delay *= mult;
+    }
+    if (errors != NULL) {
+        *errors = eg;
+    }
+    return st;
+}
+
+/* ---- parallel-for and parallel-reduce ---------------------------------- */
+
+struct pfor {
+    weft_executor_t *ex;
+    weft_range_fn_t fn;
+    weft_reduce_fn_t rfn;
+    weft_combine_fn_t combine;
+    void *arg;
+    weft_value_t identity;
+    size_t grain;
+    weft_token_t *token;   /* ours: child of the caller's; owned */
+    uint32_t failed;       /* CAS: first failure */
+    pthread_mutex_t lock;  /* errors */
+    weft_errgroup_t *errors;
+    weft_status_t first;   /* status of the first failure */
+};
+
+struct prange {
+    struct pfor *p;
+    size_t lo, hi;
+    weft_value_t acc;
+};
+
+static void
+pfor_fail(struct pfor *p, weft_task_t *self, size_t lo, weft_status_t st)
+{
+    struct weft_future *me = (struct weft_future *)self;
+    weft_error_t *e = me->error;
+    me->error = NULL;
+    if (e == NULL) {
+        (void)weft_error_create(&e, (int)st > 0 ? (int)st : WEFT_EINVAL,
+                                "chunk at %zu failed: %s", lo,
+                                weft_status_str(st));
+    }
+    /* The first one records the status and cancels. Pairs with: the
+     * other chunks' CAS; the root's join orders p->first before its read. */
+    if (weft__cas_u32(&p->failed, 0, 1)) {
+        p->first = st;
+        (void)weft_token_cancel(p->token, e);
+    }
+    pthread_mutex_lock(&p->lock);
+    if (p->errors != NULL) {
+        (void)weft_errgroup_add_error(p->errors, lo, e);
+    }
+    pthread_mutex_unlock(&p->lock);
+    weft_error_release(e);
+}
+
+static weft_status_t pfor_task(weft_task_t *self, void *arg,
+                               weft_value_t *result);
+
+/* Run [r->lo, r->hi) in the calling task: split, spawn the right half,
+ * recurse on the left, join. */
+static weft_status_t
+pfor_range(weft_task_t *self, struct prange *r)
+{
+    struct pfor *p = r->p;
+    size_t lo = r->lo, hi = r->hi;
+    r->acc = p->identity;
+    if (hi - lo <= p->grain) {
+        if (weft_token_is_cancelled(p->token)) {
+            return WEFT_ECANCELED;
+        }
+        weft_status_t st = p->rfn != NULL
+                               ? p->rfn(self, p->arg, lo, hi, &r->acc)
+                               : p->fn(self, p->arg, lo, hi);
+        if (st != WEFT_OK && st != WEFT_ECANCELED) {
+            pfor_fail(p, self, lo, st);
+        }
+        return st;
+    }
+    size_t mid = lo + (hi - lo) / 2;
+    struct prange right = {p, mid, hi, p->identity};
+    weft_future_t *f = NULL;
+    weft_status_t sst = weft_spawn(p->ex, pfor_task, &right, &f);
+    struct prange left = {p, lo, mid, p->identity};
+    weft_status_t ls = pfor_range(self, &left);
+    weft_status_t rs;
+    if (sst == WEFT_OK) {
+        rs = weft_join(f, NULL);
+    } else {
+        /* Could not spawn (no memory): run it here. */
+        rs = pfor_range(self, &right);
+    }
+    if (ls == WEFT_OK && rs == WEFT_OK) {
+        r->acc = left.acc;
+        if (p->combine != NULL) {
+            p->combine(p->arg, &r->acc, right.acc);
+        }
+        return WEFT_OK;
+    }
+    if (ls != WEFT_OK && ls != WEFT_ECANCELED) {
+        return ls;
+    }
+    if (rs != WEFT_OK && rs != WEFT_ECANCELED) {
+        return rs;
+    }
+    return WEFT_ECANCELED;
+}
+
+static weft_status_t
+pfor_task(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    (void)result;
+    return pfor_range(self, arg);
+}
+
+static weft_status_t
+pfor_run(weft_executor_t *ex, size_t lo, size_t hi,
+         const weft_for_opts_t *opts, struct pfor *p, weft_value_t *result,
+         weft_errgroup_t **errors)
+{
+    if (errors != NULL) {
+        *errors = NULL;
+    }
+    size_t n = hi - lo;
+    p->ex = ex;
+    p->grain = opts != NULL ? opts->grain : 0;
+    if (p->grain == 0) {
+        size_t chunks = 8 * (size_t)weft_executor_num_workers(ex);
+        p->grain = chunks > 0 ? n / chunks : n;
+        if (p->grain == 0) {
+            p->grain = 1;
+        }
+    }
+    weft_status_t st =
+        weft_token_create(opts != NULL ? opts->token : NULL, &p->token);
+    if (st != WEFT_OK) {
+        return st;
+    }
+    if (weft_errgroup_create(&p->errors, "parallel_for: chunks failed") !=
+        WEFT_OK) {
+        weft_token_release(p->token);
+        return WEFT_ENOMEM;
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    struct prange root = {p, lo, hi, p->identity};
+    weft_future_t *f = NULL;
+    st = weft_spawn(ex, pfor_task, &root, &f);
+    if (st == WEFT_OK) {
+        st = weft_join(f, NULL);
+    }
+    pthread_mutex_destroy(&p->lock);
+    if (st == WEFT_OK && result != NULL) {
+        *result = root.acc;
+    }
+    if (p->failed) {
+        st = p->first;
+    } else if (st == WEFT_ECANCELED) {
+        st = WEFT_ECANCELED;
+    }
+    if (errors != NULL && st != WEFT_EINVAL) {
+        *errors = p->errors;
+    } else {
+        weft_errgroup_release(p->errors);
+    }
+    weft_token_release(p->token);
+    return st;
+}
+
+weft_status_t
+weft_parallel_for(weft_executor_t *ex, size_t lo, size_t hi,
+                  const weft_for_opts_t *opts, weft_range_fn_t fn, void *arg,
+                  weft_errgroup_t **errors)
+{
+    if (ex == NULL || fn == NULL || lo > hi) {
+        if (errors != NULL) {
+            *errors = NULL;
+        }
+        return WEFT_EINVAL;
+    }
+    struct pfor p;
+    memset(&p, 0, sizeof(p));
+    p.fn = fn;
+    p.arg = arg;
+    return pfor_run(ex, lo, hi, opts, &p, NULL, errors);
+}
+
+weft_status_t
+weft_parallel_reduce(weft_executor_t *ex, size_t lo, size_t hi,
+                     const weft_for_opts_t *opts, weft_value_t identity,
+                     weft_reduce_fn_t fn, weft_combine_fn_t combine, void *arg,
+                     weft_value_t *result, weft_errgroup_t **errors)
+{
+    if (ex == NULL || fn == NULL || combine == NULL || result == NULL ||
+        lo > hi) {
+        if (errors != NULL) {
+            *errors = NULL;
+        }
+        return WEFT_EINVAL;
+    }
+    struct pfor p;
+    memset(&p, 0, sizeof(p));
+    p.rfn = fn;
+    p.combine = combine;
+    p.arg = arg;
+    p.identity = identity;
+    return pfor_run(ex, lo, hi, opts, &p, result, errors);
+}

@@ -1,0 +1,270 @@
+/*
+ * weft/combine.h - combinators: futures made of futures.
+ *
+ * Each combinator takes n child futures and returns one future (the
+ * "combined" future) that ends according to the combinator's rule. The
+ * rules, as docs/semantics.md tabulates them:
+ *
+ *   weft_gather          all succeed: SUCCEEDED, values in input order.
+ *                        Fail-fast: the first child that fails (or ends
+ *                        cancelled without the gather asking for it)
+ *                        becomes the trigger; every sibling still running
+ *                        is cancelled at once with a reason that wraps the
+ *                        trigger's error; the gather ends FAILED as soon
+ *                        as every sibling has stopped, never earlier.
+ *   weft_gather_settled  nothing is cancelled; ends SUCCEEDED when every
+ *                        child has ended, whatever their outcomes.
+ *   weft_any             ends with the first child to end, whatever its
+ *                        outcome (SUCCEEDED with that child's value, or
+ *                        FAILED with its error); cancels nothing.
+ *   weft_first_success   ends SUCCEEDED with the first child value, after
+ *                        the others (cancelled at once) have stopped; if
+ *                        every child fails or is cancelled, FAILED.
+ *   weft_quorum          SUCCEEDED once k children have succeeded (the
+ *                        rest cancelled); FAILED once k can no longer be
+ *                        reached (the rest cancelled).
+ *
+ * The caller's token and deadline (weft_combine_opts_t): when the token is
+ * cancelled or the deadline passes before the combinator has decided,
+ * every child still running is cancelled with that reason and the
+ * combined future ends CANCELLED once they have stopped (its error is the
+ * token's reason, of code WEFT_EDEADLINE for a deadline). Cancelling the
+ * combined future itself (weft_future_cancel()) does the same.
+ *
+ * Nothing is dropped. When a combined future fails, weft_future_error()
+ * is the trigger's error (the first failure; for a child that was
+ * cancelled from elsewhere, an error of code WEFT_EFAILED caused by the
+ * child's reason) and weft_combine_errors() returns an error group holding
+ * every failure: its first entry is the trigger, the others follow in the
+ * order they happened. Children cancelled by the combinator's own
+ * fail-fast are not failures: they are recorded in the outcome ledger,
+ * with a reason whose cause is the trigger's error.
+ *
+ * Outcome ledger: after the combined future has ended, every child's
+ * outcome is readable in input order with weft_combine_child(): value,
+ * failure, cancellation (with its reason) or "never started" (cancelled
+ * before its body ran). weft_any() ends before the others; their entries
+ * read PENDING until they end. The combined future keeps every child
+ * alive until the combined future itself is freed.
+ *
+ * Children may belong to any executor; the combined future belongs to ex
+ * (awaiting it on one of ex's workers helps, as for any future). A child
+ * must not be the combined future of a combinator it is a child of (no
+ * cycles; that could never end).
+ *
+ * Cost: one allocation per combinator (its ledger, about 28 bytes per
+ * child) and one registration (two atomic operations) per child; no task
+ * per child: the rule runs inline on the thread that ends each child.
+ */
+#ifndef WEFT_COMBINE_H
+#define WEFT_COMBINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <weft/cancel.h>
+#include <weft/errgroup.h>
+#include <weft/export.h>
+#include <weft/error.h>
+#include <weft/executor.h>
+#include <weft/future.h>
+#include <weft/status.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Options for every combinator. Zero-initialize, then set what you need. */
+typedef struct weft_combine_opts {
+    /* The caller's token (NULL: none). Its cancellation (and its own
+     * deadline) cancels the children still running and ends the combined
+     * future CANCELLED. The combinator holds a reference until it ends. */
+    weft_token_t *token;
+    /* Absolute CLOCK_MONOTONIC deadline in ns (weft_clock_now_ns()); 0 for
+     * none. Passing it acts like a cancellation with a WEFT_EDEADLINE
+     * reason. */
+    uint64_t deadline_ns;
+    /* Static name of the combined future (errors report it); not copied. */
+    const char *name;
+    /* true: the combinator takes over the caller's reference to each
+     * child (also when it fails: the references are then released), so
+     * the caller does not release them. false: it takes its own. */
+    bool adopt;
+} weft_combine_opts_t;
+
+/*
+ * The combinators. Each makes the combined future of children[0..n) on ex
+ * and stores it in *out.
+ * Returns: WEFT_OK; WEFT_EINVAL (ex or out NULL, children NULL with n > 0,
+ * a NULL child, n above UINT32_MAX, k out of 1..n for weft_quorum, or
+ * n == 0 for weft_any and weft_first_success, which could never end);
+ * WEFT_ENOMEM. A combined future is not a task: an executor that is
+ * shutting down still accepts it. On failure *out is NULL and no child
+ * was touched, except that with opts->adopt every child reference was
+ * released. With n == 0, weft_gather and weft_gather_settled end
+ * SUCCEEDED at once.
+ * Thread-safety: any thread holding references to the children.
+ * Blocking: never. Children that have already ended are processed before
+ * the call returns (a fail-fast may cancel siblings from this thread).
+ * Ownership: the caller owns one reference to *out.
+ */
+WEFT_API weft_status_t weft_gather(weft_executor_t *ex, weft_future_t *const *children,
+                          size_t n, const weft_combine_opts_t *opts,
+                          weft_future_t **out);
+WEFT_API weft_status_t weft_gather_settled(weft_executor_t *ex,
+                                  weft_future_t *const *children, size_t n,
+                                  const weft_combine_opts_t *opts,
+                                  weft_future_t **out);
+WEFT_API weft_status_t weft_any(weft_executor_t *ex, weft_future_t *const *children,
+                       size_t n, const weft_combine_opts_t *opts,
+                       weft_future_t **out);
+WEFT_API weft_status_t weft_first_success(weft_executor_t *ex,
+                                 weft_future_t *const *children, size_t n,
+                                 const weft_combine_opts_t *opts,
+                                 weft_future_t **out);
+WEFT_API weft_status_t weft_quorum(weft_executor_t *ex, weft_future_t *const *children,
+                          size_t n, size_t k, const weft_combine_opts_t *opts,
+                          weft_future_t **out);
+
+/* ---- The outcome ledger ---------------------------------------------- */
+
+/* One child's entry, as weft_combine_child() reports it. */
+typedef struct weft_child_result {
+    weft_outcome_t outcome; /* PENDING while it has not ended */
+    bool started;           /* its body was entered (false: never ran) */
+    /* Cancelled by this combinator (fail-fast, first success, quorum or
+     * the caller's token), rather than from elsewhere. */
+    bool cancelled_by_combinator;
+    weft_value_t value;     /* SUCCEEDED: the value; else zero */
+    weft_error_t *error;    /* FAILED: the failure; CANCELLED: the reason;
+                               else NULL. Borrowed from the child. */
+    weft_future_t *future;  /* the child (borrowed) */
+} weft_child_result_t;
+
+/*
+ * Number of children of a combined future; 0 for NULL or for a future
+ * that is not a combined one. Any thread holding a reference. Never blocks.
+ */
+WEFT_API size_t weft_combine_size(const weft_future_t *combined);
+
+/*
+ * Entry `index` (input order) of the ledger of a combined future.
+ * Returns: WEFT_OK; WEFT_EINVAL (NULL, not a combined future, or out
+ * NULL); WEFT_ERANGE (index >= size).
+ * Ownership: the pointers in *out are borrowed from combined and valid
+ * while the caller holds its reference to it.
+ * Thread-safety: any thread holding a reference. Blocking: never.
+ */
+WEFT_API weft_status_t weft_combine_child(const weft_future_t *combined, size_t index,
+                                 weft_child_result_t *out);
+
+/*
+ * Copy the children's values, in input order, into out[0..n) (n at most
+ * the size; entries of children that did not succeed are zero).
+ * Returns: WEFT_OK; WEFT_EINVAL (NULL, not combined, n > size);
+ * WEFT_ESTATE (combined has not ended).
+ * Thread-safety: any thread holding a reference. Blocking: never.
+ */
+WEFT_API weft_status_t weft_combine_values(const weft_future_t *combined,
+                                  weft_value_t *out, size_t n);
+
+/*
+ * Every failure of the children, as an error group whose first entry is
+ * the trigger (see the file comment), each keyed by the order in which
+ * it happened; empty when nothing failed. The group's message names the
+ * combinator and counts the outcomes.
+ * Returns: WEFT_OK and *out (a new reference: release it);
+ * WEFT_EINVAL (NULL, not combined, out NULL); WEFT_ESTATE (not ended).
+ * Thread-safety: any thread holding a reference. Blocking: never.
+ */
+WEFT_API weft_status_t weft_combine_errors(const weft_future_t *combined,
+                                  weft_errgroup_t **out);
+
+/*
+ * Index of the child that decided the outcome: the trigger of a failed
+ * gather, the winner of weft_any() / weft_first_success(), the child that
+ * completed a quorum; SIZE_MAX when none did (all succeeded, settled, or
+ * cancelled by the caller) or for a future that is not combined.
+ * Thread-safety: any thread holding a reference, after it ended.
+ */
+WEFT_API size_t weft_combine_decider(const weft_future_t *combined);
+
+/* ---- Waiting on several futures --------------------------------------- */
+
+/* When weft_wait() returns. */
+typedef enum weft_wait_mode {
+    WEFT_WAIT_FIRST_COMPLETED = 1, /* one child has ended */
+    WEFT_WAIT_FIRST_FAILURE = 2,   /* one child failed or was cancelled,
+                                      or all have ended */
+    WEFT_WAIT_ALL_COMPLETED = 3    /* every child has ended */
+} weft_wait_mode_t;
+
+/*
+ * Wait until the condition of `mode` holds over children[0..n), the
+ * token (may be NULL) is cancelled, or the absolute deadline_ns (0: none)
+ * passes. Cancels nothing, ever. Then report which children had ended:
+ * done[0..*ndone) and pending[0..*npending) receive their indices in
+ * input order (done/pending may be NULL when not wanted; each must have
+ * room for n; ndone/npending may be NULL).
+ * Returns: WEFT_OK (the condition holds); WEFT_ETIMEDOUT;
+ * WEFT_EINTERRUPTED (the token); WEFT_EINVAL (children NULL with n > 0, a
+ * NULL child, a bad mode); WEFT_ENOMEM. With n == 0 it returns WEFT_OK at
+ * once. The sets are filled for every return except WEFT_EINVAL.
+ * Thread-safety: any thread holding references to the children.
+ * Blocking: yes; on a worker it helps instead of blocking the thread.
+ * Ownership: the children stay owned by the caller.
+ */
+WEFT_API weft_status_t weft_wait(weft_future_t *const *children, size_t n,
+                        weft_wait_mode_t mode, weft_token_t *token,
+                        uint64_t deadline_ns, size_t *done, size_t *ndone,
+                        size_t *pending, size_t *npending);
+
+/* Iterator over futures in completion order. */
+typedef struct weft_as_completed weft_as_completed_t;
+
+/*
+ * Start iterating over children[0..n) in the order they end. The
+ * iterator takes its own references to the children.
+ * Returns: WEFT_OK and *out; WEFT_EINVAL (out NULL, children NULL with
+ * n > 0, a NULL child, n above UINT32_MAX); WEFT_ENOMEM.
+ * Thread-safety: any thread. Blocking: never.
+ * Ownership: the caller owns *out; free it with
+ * weft_as_completed_destroy().
+ */
+WEFT_API weft_status_t weft_as_completed_create(weft_future_t *const *children,
+                                       size_t n, weft_as_completed_t **out);
+
+/*
+ * Wait for the next child to end and store its input index in *index.
+ * Returns: WEFT_OK; WEFT_EEXHAUSTED (every child was already returned);
+ * WEFT_ETIMEDOUT (deadline_ns, absolute, 0 for none, passed);
+ * WEFT_EINTERRUPTED (token, may be NULL, cancelled); WEFT_EINVAL (NULL
+ * argument); WEFT_ENOMEM. After a timeout or an interruption the
+ * iteration may go on with another call.
+ * Thread-safety: one thread at a time per iterator. Blocking: yes; on a
+ * worker it helps.
+ */
+WEFT_API weft_status_t weft_as_completed_next(weft_as_completed_t *it,
+                                     weft_token_t *token, uint64_t deadline_ns,
+                                     size_t *index);
+
+/*
+ * The child at input index `index` (borrowed; valid until the iterator is
+ * destroyed); NULL for a bad index or NULL iterator. Never blocks.
+ */
+WEFT_API weft_future_t *weft_as_completed_future(const weft_as_completed_t *it,
+                                        size_t index);
+
+/*
+ * Free the iterator and release its references to the children (those
+ * still running go on running). Returns WEFT_OK; WEFT_EINVAL for NULL.
+ * Thread-safety: the iterating thread, once. Blocking: never.
+ */
+WEFT_API weft_status_t weft_as_completed_destroy(weft_as_completed_t *it);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEFT_COMBINE_H */
