@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * weft/cancel.h - cooperative cancellation tokens.
  *
  * A token says whether some work should stop, and why. Cancelling a token
@@ -70,29 +71,30 @@
 #include <stdint.h>
 
 #include <weft/error.h>
+#include <weft/export.h>
 #include <weft/status.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Opaque cancellation token. */
+/** Opaque cancellation token. */
 typedef struct weft_token weft_token_t;
 
-/* Opaque callback registration. */
+/** Opaque callback registration. */
 typedef struct weft_cancel_cb weft_cancel_cb_t;
 
-/* "No deadline": later than every time. */
+/** "No deadline": later than every time. */
 #define WEFT_DEADLINE_NONE UINT64_MAX
 
-/*
+/**
  * A cancellation callback. reason is borrowed: valid during the call, and
  * for as long as the caller holds a reference to the token (retain it to
  * keep it longer). arg is the pointer given at registration.
  */
 typedef void (*weft_cancel_fn_t)(void *arg, weft_error_t *reason);
 
-/*
+/**
  * Make a token. With parent NULL it is a root token; otherwise it is a
  * child of parent (see the file comment) and inherits its deadline.
  * Returns: WEFT_OK and *out set; WEFT_EINVAL (out NULL); WEFT_ENOMEM or
@@ -103,20 +105,21 @@ typedef void (*weft_cancel_fn_t)(void *arg, weft_error_t *reason);
  * Ownership: the caller owns one reference to *out. The child holds its
  * own reference to parent until the child is freed.
  */
-weft_status_t weft_token_create(weft_token_t *parent, weft_token_t **out);
+WEFT_API weft_status_t weft_token_create(weft_token_t *parent,
+                                         weft_token_t **out);
 
-/*
+/**
  * weft_token_create() with a deadline (absolute ns, WEFT_DEADLINE_NONE for
  * none). The effective deadline is the earlier of deadline_ns and
  * parent's. A deadline not in the future gives a token cancelled at birth
  * with reason WEFT_EDEADLINE.
  * Returns, thread-safety, blocking, ownership: as weft_token_create().
  */
-weft_status_t weft_token_create_with_deadline(weft_token_t *parent,
-                                              uint64_t deadline_ns,
-                                              weft_token_t **out);
+WEFT_API weft_status_t weft_token_create_with_deadline(weft_token_t *parent,
+                                                       uint64_t deadline_ns,
+                                                       weft_token_t **out);
 
-/*
+/**
  * Make a shielded token: it takes parent's clock but neither its
  * cancellation nor its deadline, only its own deadline_ns
  * (WEFT_DEADLINE_NONE for none). parent may be NULL (then this is a root
@@ -127,18 +130,18 @@ weft_status_t weft_token_create_with_deadline(weft_token_t *parent,
  * Ownership: the caller owns one reference to *out; a shielded token
  * holds no reference to parent.
  */
-weft_status_t weft_token_create_shielded(weft_token_t *parent,
-                                         uint64_t deadline_ns,
-                                         weft_token_t **out);
+WEFT_API weft_status_t weft_token_create_shielded(weft_token_t *parent,
+                                                  uint64_t deadline_ns,
+                                                  weft_token_t **out);
 
-/*
+/**
  * Take another reference to t.
  * Returns: WEFT_OK; WEFT_EINVAL for NULL.
  * Thread-safety: any thread holding a reference. Blocking: never.
  */
-weft_status_t weft_token_retain(weft_token_t *t);
+WEFT_API weft_status_t weft_token_retain(weft_token_t *t);
 
-/*
+/**
  * Give up one reference. The last one unlinks t from its parent, gives up
  * t's reference to the parent (which may free it in turn) and frees t.
  * Registered callbacks each hold a reference, so the last release happens
@@ -148,9 +151,9 @@ weft_status_t weft_token_retain(weft_token_t *t);
  * Thread-safety: any thread holding a reference. Blocking: the last
  * release takes the parent's lock briefly.
  */
-weft_status_t weft_token_release(weft_token_t *t);
+WEFT_API weft_status_t weft_token_release(weft_token_t *t);
 
-/*
+/**
  * Cancel t and, through the tree, its descendants (except shielded ones),
  * with `reason`. The first cancellation wins: later calls change nothing.
  * reason may be NULL for a generic reason (code WEFT_ECANCELED).
@@ -162,9 +165,9 @@ weft_status_t weft_token_release(weft_token_t *t);
  * calling thread before returning (callbacks run outside any lock).
  * Ownership: t takes its own reference to reason; the caller keeps its.
  */
-weft_status_t weft_token_cancel(weft_token_t *t, weft_error_t *reason);
+WEFT_API weft_status_t weft_token_cancel(weft_token_t *t, weft_error_t *reason);
 
-/*
+/**
  * True when t is cancelled. The fast path, when t is not cancelled and
  * has no deadline, is one relaxed load. With a deadline it also reads the
  * clock, and if the deadline has passed it cancels t (see the file
@@ -175,17 +178,17 @@ weft_status_t weft_token_cancel(weft_token_t *t, weft_error_t *reason);
  * when this call is the one that notices the deadline: it then runs the
  * callbacks as weft_token_cancel() does.
  */
-bool weft_token_is_cancelled(const weft_token_t *t);
+WEFT_API bool weft_token_is_cancelled(const weft_token_t *t);
 
-/*
+/**
  * Polling in status form, for returning straight out of a task body.
  * Returns: WEFT_ECANCELED when t is cancelled (whatever the reason), else
  * WEFT_OK (also for NULL). Thread-safety and blocking: as
  * weft_token_is_cancelled().
  */
-weft_status_t weft_token_check(const weft_token_t *t);
+WEFT_API weft_status_t weft_token_check(const weft_token_t *t);
 
-/*
+/**
  * The reason t was cancelled with.
  * Returns: WEFT_OK and *out set to the reason, borrowed: valid while the
  * caller holds a reference to t; WEFT_ESTATE when t is not cancelled
@@ -194,22 +197,24 @@ weft_status_t weft_token_check(const weft_token_t *t);
  * ordered after the cancellation (acquire), so the reason is fully
  * visible. Blocking: as weft_token_is_cancelled().
  */
-weft_status_t weft_token_reason(const weft_token_t *t, weft_error_t **out);
+WEFT_API weft_status_t weft_token_reason(const weft_token_t *t,
+                                         weft_error_t **out);
 
-/*
+/**
  * t's effective deadline (WEFT_DEADLINE_NONE when it has none).
  * Returns: WEFT_OK and *out set; WEFT_EINVAL (t or out NULL).
  * Thread-safety: any thread holding a reference. Blocking: never.
  */
-weft_status_t weft_token_deadline(const weft_token_t *t, uint64_t *out);
+WEFT_API weft_status_t weft_token_deadline(const weft_token_t *t,
+                                           uint64_t *out);
 
-/*
+/**
  * True when t was made by weft_token_create_shielded(); false for NULL.
  * Thread-safety: any thread holding a reference. Blocking: never.
  */
-bool weft_token_is_shielded(const weft_token_t *t);
+WEFT_API bool weft_token_is_shielded(const weft_token_t *t);
 
-/*
+/**
  * Register fn(arg) to run once when t is cancelled. If t is already
  * cancelled, fn runs now, on this thread, before this call returns.
  * Returns: WEFT_OK and *out set to the registration, which the caller
@@ -221,10 +226,10 @@ bool weft_token_is_shielded(const weft_token_t *t);
  * Ownership: the registration holds a reference to t until it is
  * deregistered.
  */
-weft_status_t weft_token_register(weft_token_t *t, weft_cancel_fn_t fn,
-                                  void *arg, weft_cancel_cb_t **out);
+WEFT_API weft_status_t weft_token_register(weft_token_t *t, weft_cancel_fn_t fn,
+                                           void *arg, weft_cancel_cb_t **out);
 
-/*
+/**
  * Remove a registration and free it. When this returns, fn is not running
  * and will never run again, with one exception: called from inside fn
  * itself, it returns at once without waiting (fn is running: the caller).
@@ -237,7 +242,7 @@ weft_status_t weft_token_register(weft_token_t *t, weft_cancel_fn_t fn,
  * Thread-safety: any thread, once per registration.
  * Blocking: waits while fn runs on another thread.
  */
-weft_status_t weft_token_deregister(weft_cancel_cb_t *cb);
+WEFT_API weft_status_t weft_token_deregister(weft_cancel_cb_t *cb);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * weft/errgroup.h - error groups: every failure of a set of tasks, in a
  * defined order.
  *
@@ -43,39 +44,40 @@
 #include <stdio.h>
 
 #include <weft/error.h>
+#include <weft/export.h>
 #include <weft/status.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Opaque error group. */
+/** Opaque error group. */
 typedef struct weft_errgroup weft_errgroup_t;
 
-/* Key that sorts after every other key: "append at the end". */
+/** Key that sorts after every other key: "append at the end". */
 #define WEFT_ERRGROUP_APPEND UINT64_MAX
 
-/* Deepest allowed nesting: a group of errors only has depth 1. */
+/** Deepest allowed nesting: a group of errors only has depth 1. */
 #define WEFT_ERRGROUP_MAX_DEPTH 256
 
-/* What an entry holds. */
+/** What an entry holds. */
 typedef enum weft_errgroup_kind {
-    WEFT_ERRGROUP_ERROR = 1, /* an error */
-    WEFT_ERRGROUP_GROUP = 2  /* a nested group */
+    WEFT_ERRGROUP_ERROR = 1, /**< an error */
+    WEFT_ERRGROUP_GROUP = 2  /**< a nested group */
 } weft_errgroup_kind_t;
 
-/* One entry, as returned by weft_errgroup_entry(). */
+/** One entry, as returned by weft_errgroup_entry(). */
 typedef struct weft_errgroup_entry {
-    weft_errgroup_kind_t kind;
-    uint64_t key;           /* its ordering key */
-    weft_error_t *error;    /* kind ERROR: borrowed; NULL otherwise */
-    weft_errgroup_t *group; /* kind GROUP: borrowed; NULL otherwise */
+    weft_errgroup_kind_t kind; /**< error or nested group */
+    uint64_t key;              /**< its ordering key */
+    weft_error_t *error;       /**< kind ERROR: borrowed; NULL otherwise */
+    weft_errgroup_t *group;    /**< kind GROUP: borrowed; NULL otherwise */
 } weft_errgroup_entry_t;
 
-/* Predicate over errors for split and subgroup; ctx is passed through. */
+/** Predicate over errors for split and subgroup; ctx is passed through. */
 typedef bool (*weft_error_pred_t)(const weft_error_t *e, void *ctx);
 
-/*
+/**
  * Make an empty group with a printf-style message (fmt may be NULL: no
  * message; printing then says "error group").
  * Returns: WEFT_OK and *out set; WEFT_EINVAL (out NULL); WEFT_ENOMEM.
@@ -83,24 +85,25 @@ typedef bool (*weft_error_pred_t)(const weft_error_t *e, void *ctx);
  * Thread-safety: any thread. Blocking: never.
  * Ownership: the caller owns one reference to *out.
  */
-weft_status_t weft_errgroup_create(weft_errgroup_t **out, const char *fmt,
-                                   ...) WEFT__PRINTF(2, 3);
+WEFT_API weft_status_t weft_errgroup_create(weft_errgroup_t **out,
+                                            const char *fmt, ...)
+    WEFT__PRINTF(2, 3);
 
-/*
+/**
  * Take another reference to g.
  * Returns: WEFT_OK; WEFT_EINVAL for NULL.
  * Thread-safety: any thread holding a reference. Blocking: never.
  */
-weft_status_t weft_errgroup_retain(weft_errgroup_t *g);
+WEFT_API weft_status_t weft_errgroup_retain(weft_errgroup_t *g);
 
-/*
+/**
  * Give up one reference; the last one frees g and releases its entries.
  * Returns: WEFT_OK; WEFT_EINVAL for NULL.
  * Thread-safety: any thread holding a reference. Blocking: never.
  */
-weft_status_t weft_errgroup_release(weft_errgroup_t *g);
+WEFT_API weft_status_t weft_errgroup_release(weft_errgroup_t *g);
 
-/*
+/**
  * Add error e with ordering key `key` (WEFT_ERRGROUP_APPEND: at the end).
  * The group takes its own reference to e.
  * Returns: WEFT_OK; WEFT_EINVAL (g or e NULL); WEFT_ESTATE (g is frozen:
@@ -108,10 +111,10 @@ weft_status_t weft_errgroup_release(weft_errgroup_t *g);
  * retained).
  * Thread-safety: the one thread building g. Blocking: never.
  */
-weft_status_t weft_errgroup_add_error(weft_errgroup_t *g, uint64_t key,
-                                      weft_error_t *e);
+WEFT_API weft_status_t weft_errgroup_add_error(weft_errgroup_t *g, uint64_t key,
+                                               weft_error_t *e);
 
-/*
+/**
  * Add group child as a nested entry with ordering key `key`. The parent
  * takes its own reference to child, and child becomes frozen.
  * Returns: WEFT_OK; WEFT_EINVAL (g or child NULL, or child == g);
@@ -121,32 +124,32 @@ weft_status_t weft_errgroup_add_error(weft_errgroup_t *g, uint64_t key,
  * Thread-safety: the one thread building g, after child's builder is done
  * with it. Blocking: never.
  */
-weft_status_t weft_errgroup_add_group(weft_errgroup_t *g, uint64_t key,
-                                      weft_errgroup_t *child);
+WEFT_API weft_status_t weft_errgroup_add_group(weft_errgroup_t *g, uint64_t key,
+                                               weft_errgroup_t *child);
 
-/*
+/**
  * Message of g ("" when it has none).
  * Returns: a borrowed string valid while the caller holds a reference to
  * g; NULL for NULL.
  * Thread-safety: any thread holding a reference. Blocking: never.
  */
-const char *weft_errgroup_message(const weft_errgroup_t *g);
+WEFT_API const char *weft_errgroup_message(const weft_errgroup_t *g);
 
-/*
+/**
  * Number of direct entries (errors and nested groups).
  * Returns: the count; 0 for NULL.
  * Thread-safety: any thread holding a reference. Blocking: never.
  */
-size_t weft_errgroup_count(const weft_errgroup_t *g);
+WEFT_API size_t weft_errgroup_count(const weft_errgroup_t *g);
 
-/*
+/**
  * Number of errors in g and in all nested groups, in O(1).
  * Returns: the count; 0 for NULL.
  * Thread-safety: any thread holding a reference. Blocking: never.
  */
-size_t weft_errgroup_leaf_count(const weft_errgroup_t *g);
+WEFT_API size_t weft_errgroup_leaf_count(const weft_errgroup_t *g);
 
-/*
+/**
  * Read entry `index` (0-based, in key order) into *out.
  * Returns: WEFT_OK; WEFT_EINVAL (g or out NULL); WEFT_ERANGE (index >=
  * count). The pointers in *out are borrowed: valid while the caller holds
@@ -154,10 +157,11 @@ size_t weft_errgroup_leaf_count(const weft_errgroup_t *g);
  * Thread-safety: any thread holding a reference, once g is shared
  * read-only. Blocking: never.
  */
-weft_status_t weft_errgroup_entry(const weft_errgroup_t *g, size_t index,
-                                  weft_errgroup_entry_t *out);
+WEFT_API weft_status_t weft_errgroup_entry(const weft_errgroup_t *g,
+                                           size_t index,
+                                           weft_errgroup_entry_t *out);
 
-/*
+/**
  * Make a new group with g's message whose entries are all of g's errors,
  * depth-first in order, with no nesting. Their keys are their positions
  * (0, 1, ...). An empty g gives an empty group.
@@ -166,10 +170,10 @@ weft_status_t weft_errgroup_entry(const weft_errgroup_t *g, size_t index,
  * Thread-safety: any thread holding a reference. Blocking: never.
  * Ownership: the caller owns one reference to *out; errors are shared.
  */
-weft_status_t weft_errgroup_flatten(const weft_errgroup_t *g,
-                                    weft_errgroup_t **out);
+WEFT_API weft_status_t weft_errgroup_flatten(const weft_errgroup_t *g,
+                                             weft_errgroup_t **out);
 
-/*
+/**
  * Split g by pred into two new groups, as Python's ExceptionGroup.split():
  * *match holds the errors for which pred returns true, *rest the others.
  * Both keep g's shape: each nested group that keeps at least one error
@@ -183,20 +187,20 @@ weft_status_t weft_errgroup_flatten(const weft_errgroup_t *g,
  * Thread-safety: any thread holding a reference. Blocking: never.
  * Ownership: the caller owns one reference to each non-NULL result.
  */
-weft_status_t weft_errgroup_split(const weft_errgroup_t *g,
-                                  weft_error_pred_t pred, void *ctx,
-                                  weft_errgroup_t **match,
-                                  weft_errgroup_t **rest);
+WEFT_API weft_status_t weft_errgroup_split(const weft_errgroup_t *g,
+                                           weft_error_pred_t pred, void *ctx,
+                                           weft_errgroup_t **match,
+                                           weft_errgroup_t **rest);
 
-/*
+/**
  * The matching side of weft_errgroup_split() alone (Python's subgroup()).
  * *out is NULL when no error matches. Returns as weft_errgroup_split().
  */
-weft_status_t weft_errgroup_subgroup(const weft_errgroup_t *g,
-                                     weft_error_pred_t pred, void *ctx,
-                                     weft_errgroup_t **out);
+WEFT_API weft_status_t weft_errgroup_subgroup(const weft_errgroup_t *g,
+                                              weft_error_pred_t pred, void *ctx,
+                                              weft_errgroup_t **out);
 
-/*
+/**
  * First error of g (depth-first, in order) whose status code is `code`.
  * Only the errors in the group are compared, not their causes.
  * Returns: WEFT_OK and *out set to a borrowed pointer (valid while the
@@ -204,18 +208,18 @@ weft_status_t weft_errgroup_subgroup(const weft_errgroup_t *g,
  * WEFT_EINVAL (g or out NULL).
  * Thread-safety: any thread holding a reference. Blocking: never.
  */
-weft_status_t weft_errgroup_find(const weft_errgroup_t *g, int code,
-                                 weft_error_t **out);
+WEFT_API weft_status_t weft_errgroup_find(const weft_errgroup_t *g, int code,
+                                          weft_error_t **out);
 
-/*
+/**
  * First error of g, depth-first: for a gather, the earliest-spawned
  * failure. Returns as weft_errgroup_find() (WEFT_ENOTFOUND when g holds
  * no error at all).
  */
-weft_status_t weft_errgroup_first_leaf(const weft_errgroup_t *g,
-                                       weft_error_t **out);
+WEFT_API weft_status_t weft_errgroup_first_leaf(const weft_errgroup_t *g,
+                                                weft_error_t **out);
 
-/*
+/**
  * Write g as an indented tree into buf, with snprintf semantics (at most
  * n bytes including the NUL; returns the length the whole text needs).
  * Every line ends with '\n'. For a group "gather failed" holding an error
@@ -238,15 +242,16 @@ weft_status_t weft_errgroup_first_leaf(const weft_errgroup_t *g,
  * Returns: the needed length; for NULL g the text is "(null)\n".
  * Thread-safety: any thread holding a reference. Blocking: never.
  */
-size_t weft_errgroup_format(const weft_errgroup_t *g, char *buf, size_t n);
+WEFT_API size_t weft_errgroup_format(const weft_errgroup_t *g, char *buf,
+                                     size_t n);
 
-/*
+/**
  * Write weft_errgroup_format()'s text to fp (no allocation).
  * Returns: WEFT_OK; WEFT_EINVAL (g or fp NULL); WEFT_ESYS when writing
  * failed. Thread-safety: any thread holding a reference. Blocking: as the
  * stdio writes.
  */
-weft_status_t weft_errgroup_print(const weft_errgroup_t *g, FILE *fp);
+WEFT_API weft_status_t weft_errgroup_print(const weft_errgroup_t *g, FILE *fp);
 
 #ifdef __cplusplus
 }

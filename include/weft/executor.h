@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * weft/executor.h - creating, configuring and shutting down an executor.
  *
  * An executor owns a fixed set of worker threads, each with its own
@@ -12,48 +13,49 @@
 #include <stdint.h>
 
 #include <weft/cancel.h>
+#include <weft/export.h>
 #include <weft/status.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Opaque executor handle. */
+/** Opaque executor handle. */
 typedef struct weft_executor weft_executor_t;
 
-/* Called on each worker thread right after it starts / right before it
+/** Called on each worker thread right after it starts / right before it
  * exits. index is 0..num_workers-1; user is the config's user_data. */
 typedef void (*weft_worker_hook_t)(weft_executor_t *ex, unsigned int index,
                                    void *user);
 
-/*
+/**
  * Executor configuration. Initialize with weft_executor_config_init() and
  * then set the fields you care about; fields added later are appended and
  * get their defaults from the init function.
  */
 typedef struct weft_executor_config {
-    /*
+    /**
      * Number of worker threads. 0 (the default) means: the environment
      * variable WEFT_NUM_THREADS if set to a positive integer, else the
      * CPUs in this process's affinity mask, capped by the cgroup v2 CPU
      * quota (cpu.max) when one is set. At most 4096.
      */
     unsigned int num_workers;
-    /* Thread-name prefix (at most 10 characters are used); workers are
+    /** Thread-name prefix (at most 10 characters are used); workers are
      * named "<prefix>-<index>". NULL means "weft". The string is copied. */
     const char *thread_name_prefix;
-    weft_worker_hook_t on_worker_start; /* NULL: none */
-    weft_worker_hook_t on_worker_stop;  /* NULL: none */
-    void *user_data; /* passed to the hooks; weft never dereferences it */
+    weft_worker_hook_t on_worker_start; /**< NULL: none */
+    weft_worker_hook_t on_worker_stop;  /**< NULL: none */
+    void *user_data; /**< passed to the hooks; weft never dereferences it */
 } weft_executor_config_t;
 
-/*
+/**
  * Fill cfg with defaults.
  * Thread-safety: any thread. Blocking: never. Does nothing if cfg is NULL.
  */
-void weft_executor_config_init(weft_executor_config_t *cfg);
+WEFT_API void weft_executor_config_init(weft_executor_config_t *cfg);
 
-/*
+/**
  * Create an executor and start its workers.
  * cfg may be NULL for defaults; it is read during the call only.
  * Returns: WEFT_OK and *out set; WEFT_EINVAL (out NULL, more than 4096
@@ -63,22 +65,22 @@ void weft_executor_config_init(weft_executor_config_t *cfg);
  * Thread-safety: any thread. Blocking: until every worker has started.
  * Ownership: the caller owns *out and must weft_executor_destroy() it.
  */
-weft_status_t weft_executor_create(const weft_executor_config_t *cfg,
-                                   weft_executor_t **out);
+WEFT_API weft_status_t weft_executor_create(const weft_executor_config_t *cfg,
+                                            weft_executor_t **out);
 
-/* How weft_executor_shutdown() treats tasks that have not started. */
+/** How weft_executor_shutdown() treats tasks that have not started. */
 typedef enum weft_shutdown_mode {
-    /* Every task already accepted runs, including the children those
+    /** Every task already accepted runs, including the children those
      * tasks spawn while the executor drains. */
     WEFT_SHUTDOWN_DRAIN = 0,
-    /* Tasks that have not started end cancelled (reason WEFT_ESHUTDOWN)
+    /** Tasks that have not started end cancelled (reason WEFT_ESHUTDOWN)
      * without running; their release hooks run. Running tasks are not
      * interrupted (cancellation is cooperative); children they spawn end
      * cancelled. */
     WEFT_SHUTDOWN_CANCEL = 1
 } weft_shutdown_mode_t;
 
-/*
+/**
  * Stop accepting submissions from outside the workers and wait until
  * every accepted task has ended (succeeded, failed or cancelled). From the
  * moment this is called, weft_spawn() from a thread that is not one of
@@ -92,10 +94,10 @@ typedef enum weft_shutdown_mode {
  * Thread-safety: any thread except this executor's workers.
  * Blocking: yes, until the executor is quiescent.
  */
-weft_status_t weft_executor_shutdown(weft_executor_t *ex,
-                                     weft_shutdown_mode_t mode);
+WEFT_API weft_status_t weft_executor_shutdown(weft_executor_t *ex,
+                                              weft_shutdown_mode_t mode);
 
-/*
+/**
  * Shut down (DRAIN, unless a shutdown already ran), join every worker and
  * free the executor.
  * Every future obtained from this executor must have been released first:
@@ -105,22 +107,22 @@ weft_status_t weft_executor_shutdown(weft_executor_t *ex,
  * from one of its own workers); WEFT_EBUSY (futures still held).
  * Thread-safety: one thread, not a worker of ex. Blocking: yes.
  */
-weft_status_t weft_executor_destroy(weft_executor_t *ex);
+WEFT_API weft_status_t weft_executor_destroy(weft_executor_t *ex);
 
-/*
+/**
  * Number of worker threads. Returns 0 for NULL.
  * Thread-safety: any thread. Blocking: never.
  */
-unsigned int weft_executor_num_workers(const weft_executor_t *ex);
+WEFT_API unsigned int weft_executor_num_workers(const weft_executor_t *ex);
 
-/*
+/**
  * Index of the calling thread among ex's workers, or -1 when the caller
  * is not one of them (or ex is NULL).
  * Thread-safety: any thread. Blocking: never.
  */
-int weft_executor_worker_index(const weft_executor_t *ex);
+WEFT_API int weft_executor_worker_index(const weft_executor_t *ex);
 
-/*
+/**
  * Have ex observe token when its deadline passes, so that the deadline
  * takes effect on time (the token is cancelled with an error of code
  * WEFT_EDEADLINE and its callbacks run) even when no task or waiter polls
@@ -136,33 +138,33 @@ int weft_executor_worker_index(const weft_executor_t *ex);
  * Ownership: the executor holds a reference to token until its deadline
  * has been observed or the executor is destroyed.
  */
-weft_status_t weft_executor_watch_deadline(weft_executor_t *ex,
-                                           weft_token_t *token);
+WEFT_API weft_status_t weft_executor_watch_deadline(weft_executor_t *ex,
+                                                    weft_token_t *token);
 
-/* Per-worker counters; see weft_executor_stats(). */
+/** Per-worker counters; see weft_executor_stats(). */
 typedef struct weft_worker_stats {
-    uint64_t spawned;      /* tasks this worker pushed on its deque */
-    uint64_t executed;     /* task bodies this worker ran */
-    uint64_t stolen;       /* tasks this worker stole from another */
-    uint64_t steal_failed; /* steal attempts on a victim whose deque
+    uint64_t spawned;      /**< tasks this worker pushed on its deque */
+    uint64_t executed;     /**< task bodies this worker ran */
+    uint64_t stolen;       /**< tasks this worker stole from another */
+    uint64_t steal_failed; /**< steal attempts on a victim whose deque
                               looked non-empty that came back empty-
                               handed (emptied meanwhile, or lost every
                               race); victims that look empty are skipped
                               and not counted */
-    uint64_t injected;     /* tasks taken from the injection queue */
-    uint64_t parks;        /* times this worker went to sleep */
+    uint64_t injected;     /**< tasks taken from the injection queue */
+    uint64_t parks;        /**< times this worker went to sleep */
 } weft_worker_stats_t;
 
-/*
+/**
  * Copy worker index's counters into *out. The counters are written by the
  * worker without synchronization, so a snapshot taken while it runs is
  * approximate (each field is read atomically).
  * Returns: WEFT_OK; WEFT_EINVAL (NULL, index out of range).
  * Thread-safety: any thread. Blocking: never.
  */
-weft_status_t weft_executor_stats(const weft_executor_t *ex,
-                                  unsigned int index,
-                                  weft_worker_stats_t *out);
+WEFT_API weft_status_t weft_executor_stats(const weft_executor_t *ex,
+                                           unsigned int index,
+                                           weft_worker_stats_t *out);
 
 #ifdef __cplusplus
 }
