@@ -1,6 +1,7 @@
 /*
- * alloc.c - malloc/free behind one entry point, with a test-only fault
- * injector and leak counters.
+ * alloc.c - the allocator hooks (malloc and free unless the application
+ * set its own, include/weft/alloc.h) behind one entry point, with a
+ * test-only fault injector and leak counters.
  *
  * DESIGN
  *
@@ -23,6 +24,15 @@
  *  4. Each call adds 1 to its site's calls, and each injected failure adds
  *     1 to its site's failed, so summed over the sites failed equals
  *     weft__alloc_failures() (since the last weft__alloc_sites_reset()).
+ *  5. The allocator hooks (weft_allocator_set(), include/weft/alloc.h)
+ *     change only while weft__alloc_live() is 0, so every live block was
+ *     made by the hooks that will free it.
+ *
+ * The hooks are a plain struct, read without synchronization on every
+ * call: weft_allocator_set() is documented not to run concurrently with
+ * any other weft call, so the thread that sets them happens-before every
+ * thread that later allocates (it creates them, or hands them weft
+ * objects through its own synchronization).
  *
  * The site list is the ELF section weft_alloc_sites, which the allocation
  * macros in alloc.h fill with one pointer per call site. The linker
@@ -33,7 +43,11 @@
  */
 #include "alloc.h"
 
+#include <weft/alloc.h>
+
+#include <stdalign.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "atomics.h"
@@ -44,6 +58,35 @@ static int64_t alloc_countdown = -1;
 static uint64_t alloc_allocated;
 static uint64_t alloc_freed;
 static uint64_t alloc_injected;
+
+/* The default allocator: the C library's. */
+static void *
+alloc_sys_alloc(void *ctx, size_t size, size_t align)
+{
+    (void)ctx;
+    if (align <= alignof(max_align_t)) {
+        return malloc(size);
+    }
+    return aligned_alloc(align, size);
+}
+
+static void *
+alloc_sys_realloc(void *ctx, void *p, size_t size)
+{
+    (void)ctx;
+    return realloc(p, size);
+}
+
+static void
+alloc_sys_free(void *ctx, void *p)
+{
+    (void)ctx;
+    free(p);
+}
+
+/* Current hooks. Written only by weft_allocator_set() (invariant 5). */
+static weft_allocator_t alloc_hooks = {alloc_sys_alloc, alloc_sys_realloc,
+                                       alloc_sys_free, NULL};
 
 /* Bounds of the site list, defined by the linker (see the top comment). */
 extern struct weft__alloc_site *__start_weft_alloc_sites[]
@@ -88,7 +131,8 @@ weft__alloc_at(struct weft__alloc_site *site, size_t n)
     if (alloc_inject(site)) {
         return NULL;
     }
-    void *p = malloc(n == 0 ? 1 : n);
+    void *p = alloc_hooks.alloc(alloc_hooks.ctx, n == 0 ? 1 : n,
+                                alignof(max_align_t));
     if (p != NULL) {
         /* Unpaired: a statistic (invariant 3). */
         (void)weft__faa_u64(&alloc_allocated, 1);
@@ -103,7 +147,7 @@ weft__alloc_aligned_at(struct weft__alloc_site *site, size_t align, size_t n)
         return NULL;
     }
     size_t sz = n == 0 ? align : (n + align - 1) / align * align;
-    void *p = aligned_alloc(align, sz);
+    void *p = alloc_hooks.alloc(alloc_hooks.ctx, sz, align);
     if (p != NULL) {
         /* Unpaired: a statistic (invariant 3). */
         (void)weft__faa_u64(&alloc_allocated, 1);
@@ -117,7 +161,10 @@ weft__realloc_at(struct weft__alloc_site *site, void *p, size_t n)
     if (alloc_inject(site)) {
         return NULL;
     }
-    void *q = realloc(p, n == 0 ? 1 : n);
+    size_t sz = n == 0 ? 1 : n;
+    void *q = p == NULL
+                  ? alloc_hooks.alloc(alloc_hooks.ctx, sz, alignof(max_align_t))
+                  : alloc_hooks.realloc(alloc_hooks.ctx, p, sz);
     if (q != NULL && p == NULL) {
         /* Unpaired: a statistic (invariant 3). */
         (void)weft__faa_u64(&alloc_allocated, 1);
@@ -133,7 +180,36 @@ weft__free(void *p)
     }
     /* Unpaired: a statistic (invariant 3). */
     (void)weft__faa_u64(&alloc_freed, 1);
-    free(p);
+    alloc_hooks.free(alloc_hooks.ctx, p);
+}
+
+weft_status_t
+weft_allocator_set(const weft_allocator_t *a)
+{
+    if (a != NULL &&
+        (a->alloc == NULL || a->realloc == NULL || a->free == NULL)) {
+        return WEFT_EINVAL;
+    }
+    if (weft__alloc_live() != 0) {
+        return WEFT_EBUSY;
+    }
+    if (a == NULL) {
+        alloc_hooks = (weft_allocator_t){alloc_sys_alloc, alloc_sys_realloc,
+                                         alloc_sys_free, NULL};
+    } else {
+        alloc_hooks = *a;
+    }
+    return WEFT_OK;
+}
+
+weft_status_t
+weft_allocator_get(weft_allocator_t *out)
+{
+    if (out == NULL) {
+        return WEFT_EINVAL;
+    }
+    *out = alloc_hooks;
+    return WEFT_OK;
 }
 
 void

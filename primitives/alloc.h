@@ -3,10 +3,11 @@
  *
  * Every heap allocation weft makes (errors, groups, tokens, deque buffers,
  * the executor, its pool slabs and its timer) goes through WEFT__ALLOC() /
- * WEFT__ALLOC_ALIGNED() / WEFT__REALLOC() / weft__free(), so that a later
- * allocation hook (user-supplied allocators, fault injection in the
- * executor) has one place to attach to. Today they are malloc, realloc and
- * free plus two test aids:
+ * WEFT__ALLOC_ALIGNED() / WEFT__REALLOC() / weft__free(), so that the
+ * application's allocator (weft_allocator_set(), include/weft/alloc.h)
+ * and fault injection have one place to attach to. They call the
+ * allocator's hooks (malloc, aligned_alloc, realloc and free by default)
+ * plus these test aids:
  *
  *  - a fault injector, weft__alloc_set_fail_after(), which makes one
  *    chosen allocation fail so that every ENOMEM path can be tested by
