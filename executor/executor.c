@@ -60,6 +60,7 @@
  *     slabs are freed only at destroy after every worker has exited.
  */
 #include "executor.h"
+#include "executor/pin.h"
 #include "primitives/alloc.h"
 #include "primitives/clock.h"
 
@@ -443,6 +444,10 @@ worker_main(void *arg)
     snprintf(name, sizeof(name), "%.10s-%u", ex->name_prefix, w->index);
     name[15] = '\0'; /* the kernel keeps 15 characters */
     pthread_setname_np(pthread_self(), name);
+    if (ex->cfg.pin_workers) {
+        /* Before the start hook, so the hook sees the final binding. */
+        weft__pin_self(w->index);
+    }
     if (ex->cfg.on_worker_start != NULL) {
         ex->cfg.on_worker_start(ex, w->index, ex->cfg.user_data);
     }
@@ -605,6 +610,13 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
     }
     if (c.num_workers > WEFT__MAX_WORKERS) {
         return WEFT_EINVAL;
+    }
+    if (c.pin_workers) {
+        /* WEFT_ENOTSUP without hwloc; WEFT_ESYS without a topology. */
+        weft_status_t ps = weft__pin_check();
+        if (ps != WEFT_OK) {
+            return ps;
+        }
     }
     unsigned int n = c.num_workers != 0 ? c.num_workers : default_num_workers();
 

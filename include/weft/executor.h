@@ -3,12 +3,16 @@
  * weft/executor.h - creating, configuring and shutting down an executor.
  *
  * An executor owns a fixed set of worker threads, each with its own
- * lock-free work-stealing deque. Several executors may live in one process;
- * weft keeps no global mutable state.
+ * lock-free work-stealing deque. Several executors may live in one process
+ * and share nothing: the only process-wide setting is the allocator
+ * (weft/alloc.h). docs/embedding.md gives the rules for several executors,
+ * for awaiting a future of one executor on another's worker, and for
+ * fork().
  */
 #ifndef WEFT_EXECUTOR_H
 #define WEFT_EXECUTOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +51,20 @@ typedef struct weft_executor_config {
     weft_worker_hook_t on_worker_start; /**< NULL: none */
     weft_worker_hook_t on_worker_stop;  /**< NULL: none */
     void *user_data; /**< passed to the hooks; weft never dereferences it */
+    /**
+     * Pin each worker to one core (default false). Worker i binds itself,
+     * before on_worker_start runs, to the i-th core (round robin when
+     * there are more workers than cores) among the cores that the
+     * affinity mask of the thread calling weft_executor_create() allows;
+     * the worker is allowed every CPU of that core that the mask allows
+     * (its hyperthreads). Executors created from threads with disjoint
+     * masks therefore get disjoint cores, and two pinned executors
+     * created from the same thread share cores. Binding is best effort
+     * per worker: a worker the operating system refuses to bind runs
+     * unpinned. Needs a build with the CMake option WEFT_WITH_HWLOC=ON;
+     * otherwise weft_executor_create() returns WEFT_ENOTSUP.
+     */
+    bool pin_workers;
 } weft_executor_config_t;
 
 /**
@@ -60,8 +78,9 @@ WEFT_API void weft_executor_config_init(weft_executor_config_t *cfg);
  * cfg may be NULL for defaults; it is read during the call only.
  * Returns: WEFT_OK and *out set; WEFT_EINVAL (out NULL, more than 4096
  * workers); WEFT_ENOMEM; WEFT_ESYS (a thread could not be started; any
- * started threads are joined and nothing leaks). *out is untouched on
- * failure.
+ * started threads are joined and nothing leaks; or pin_workers is set and
+ * hwloc could not read the machine's topology); WEFT_ENOTSUP (pin_workers
+ * is set in a build without hwloc). *out is untouched on failure.
  * Thread-safety: any thread. Blocking: until every worker has started.
  * Ownership: the caller owns *out and must weft_executor_destroy() it.
  */

@@ -1,0 +1,33 @@
+/*
+ * pin.h - pinning worker threads to cores with hwloc (internal).
+ *
+ * Used by executor.c when weft_executor_config_t.pin_workers is set. In a
+ * build without hwloc (WEFT_WITH_HWLOC off) pinning is not supported and
+ * these functions say so.
+ */
+#ifndef WEFT_EXECUTOR_PIN_H
+#define WEFT_EXECUTOR_PIN_H
+
+#include <weft/status.h>
+
+/*
+ * Whether pinning can work in this process: the first call loads the
+ * machine's topology (once per process).
+ * Returns: WEFT_OK; WEFT_ENOTSUP (built without hwloc); WEFT_ESYS (hwloc
+ * could not read the topology).
+ * Thread-safety: any thread. Blocking: the first call reads /sys.
+ */
+weft_status_t weft__pin_check(void);
+
+/*
+ * Bind the calling thread to core number index (round robin) among the
+ * cores its current affinity mask allows: the i-th core, in hwloc's
+ * order, that has at least one allowed CPU, restricted to those CPUs.
+ * Best effort: when the topology, the mask or the binding fails, the
+ * thread stays as it was.
+ * Thread-safety: any thread; it changes only the calling thread.
+ * Blocking: one sched_setaffinity system call.
+ */
+void weft__pin_self(unsigned int index);
+
+#endif /* WEFT_EXECUTOR_PIN_H */
