@@ -190,12 +190,14 @@ weft__pool_put_local(struct weft__worker *w, struct weft_future *f)
 #if WEFT_DEBUG >= 1
     f->fn = NULL;
 #endif
-    if (__builtin_expect(f->error != NULL, 0)) {
-        weft_error_release(f->error);
-        f->error = NULL;
-    }
-    /* The body may have made its own token (weft_task_token). */
-    if (__builtin_expect(f->ttoken != NULL, 0)) {
+    /* One test for both: an error, or a token the body made for itself
+     * (weft_task_token). */
+    if (__builtin_expect(((uintptr_t)f->error | (uintptr_t)f->ttoken) != 0,
+                         0)) {
+        if (f->error != NULL) {
+            weft_error_release(f->error);
+            f->error = NULL;
+        }
         weft__future_reset_cancel(f);
     }
     f->id = 0;
