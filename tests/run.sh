@@ -6,6 +6,7 @@
 #   (none), all  every configuration below, in this order
 #   quick        the default configuration only
 #   CONFIG...    the named ones: default asan tsan tsan-gcc small perturb
+#                install
 #
 # Configurations (each in its own build directory at the repository root):
 #
@@ -23,6 +24,18 @@
 #                                yield the thread (seeded, WEFT_SEED), the C
 #                                stand-in for a model checker's preemption;
 #                                ctest -L stress
+#   install   build-ci-install   the libraries alone, with hwloc
+#                                (WEFT_WITH_HWLOC=ON); ctest -L install:
+#                                tests/consumer/run.sh installs the build
+#                                into a temporary prefix and builds and runs
+#                                a consumer through find_package (shared and
+#                                static), pkg-config (shared and static) and
+#                                add_subdirectory; Doxygen builds the API
+#                                reference from include/ with warnings as
+#                                errors. Selecting it also installs Open
+#                                MPI, so a full run builds and runs
+#                                examples/mpi_fanout.c in the default
+#                                configuration.
 #
 # As root on Debian (CI, a fresh container) it installs the packages it
 # needs with apt-get; otherwise it prints the apt-get line and exits 1.
@@ -47,11 +60,11 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
-all_configs=(default asan tsan tsan-gcc small perturb)
+all_configs=(default asan tsan tsan-gcc small perturb install)
 
 usage()
 {
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 configs=()
@@ -62,7 +75,9 @@ for arg in "$@"; do
     case "$arg" in
     quick) configs+=(default) ;;
     all) configs+=("${all_configs[@]}") ;;
-    default | asan | tsan | tsan-gcc | small | perturb) configs+=("$arg") ;;
+    default | asan | tsan | tsan-gcc | small | perturb | install)
+        configs+=("$arg")
+        ;;
     -h | --help)
         usage
         exit 0
@@ -85,8 +100,16 @@ done
 
 need_pkgs=(build-essential cmake pkg-config libck-dev libcriterion-dev)
 for c in "${configs[@]}"; do
-    if [ "$c" != default ]; then
+    if [ "$c" != default ] && [ "$c" != install ]; then
         need_pkgs+=(clang libclang-rt-dev valgrind)
+        break
+    fi
+done
+# install: hwloc for pinning, Doxygen for the docs check, and Open MPI
+# (about 60 MB installed) for examples/mpi_fanout.c.
+for c in "${configs[@]}"; do
+    if [ "$c" = install ]; then
+        need_pkgs+=(libhwloc-dev doxygen libopenmpi-dev openmpi-bin)
         break
     fi
 done
@@ -199,7 +222,8 @@ run_config()
             ctest_args+=(-L "$labels")
         fi
         local -a wrap=()
-        if [ "$name" != default ] && [ "$name" != small ]; then
+        if [ "$name" != default ] && [ "$name" != small ] &&
+            [ "$name" != install ]; then
             wrap=("${san_wrap[@]}")
         fi
         echo "== ${env_args[*]} ctest ${ctest_args[*]}"
@@ -280,6 +304,12 @@ for c in "${configs[@]}"; do
         # run_state) that plain stress runs on 2 cores did not.
         run_config perturb build-ci-perturb stress "${checked[@]}" \
             -DWEFT_PERTURB=ON
+        ;;
+    install)
+        run_config install build-ci-install install "${common[@]}" \
+            -DWEFT_DEBUG=0 -DWEFT_WITH_HWLOC=ON -DWEFT_TEST_INSTALL=ON \
+            -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_PERF=OFF \
+            -DWEFT_BUILD_EXAMPLES=OFF
         ;;
     esac
 done

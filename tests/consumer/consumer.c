@@ -1,0 +1,60 @@
+/*
+ * consumer.c - a program that uses weft the way an application would:
+ * through <weft.h> only, linked against an installed (or embedded) weft.
+ *
+ * It spawns one task, joins it and prints the value. It first asks for
+ * pinned workers and falls back to unpinned ones in a build without hwloc,
+ * so the output also says how the library was built.
+ */
+#include <weft.h>
+
+#include <stdio.h>
+
+static weft_status_t
+answer(weft_task_t *self, void *arg, weft_value_t *out)
+{
+    (void)self;
+    (void)arg;
+    out->i64 = 6 * 7;
+    return WEFT_OK;
+}
+
+int
+main(void)
+{
+    weft_executor_config_t cfg;
+    weft_executor_config_init(&cfg);
+    cfg.num_workers = 2;
+    cfg.pin_workers = true;
+    weft_executor_t *ex;
+    weft_status_t pin = weft_executor_create(&cfg, &ex);
+    if (pin == WEFT_ENOTSUP) {
+        cfg.pin_workers = false;
+        pin = weft_executor_create(&cfg, &ex);
+        if (pin == WEFT_OK) {
+            pin = WEFT_ENOTSUP;
+        }
+    }
+    if (pin != WEFT_OK && pin != WEFT_ENOTSUP) {
+        fprintf(stderr, "consumer: %s\n", weft_status_name(pin));
+        return 1;
+    }
+
+    weft_future_t *f;
+    weft_value_t v = {.i64 = 0};
+    weft_status_t st = weft_spawn(ex, answer, NULL, &f);
+    if (st == WEFT_OK) {
+        st = weft_join(f, &v);
+    }
+    weft_status_t sd = weft_executor_destroy(ex);
+    if (st != WEFT_OK || sd != WEFT_OK) {
+        fprintf(stderr, "consumer: %s, destroy %s\n", weft_status_name(st),
+                weft_status_name(sd));
+        return 1;
+    }
+    printf("consumer: task value %lld; workers %s; weft %d.%d.%d\n",
+           (long long)v.i64,
+           pin == WEFT_OK ? "pinned" : "unpinned (WEFT_ENOTSUP)",
+           WEFT_VERSION_MAJOR, WEFT_VERSION_MINOR, WEFT_VERSION_PATCH);
+    return v.i64 == 42 ? 0 : 1;
+}
