@@ -14,19 +14,25 @@
  * Threading: only the main thread of each rank calls MPI, before and after
  * the executor runs, so MPI_THREAD_FUNNELED is all this needs. Tasks must
  * not call MPI themselves unless the MPI library provides
- * MPI_THREAD_MULTIPLE. Each rank sizes its executor to its share of the
- * machine's CPUs, so that ranks on one node do not oversubscribe it.
+ * MPI_THREAD_MULTIPLE.
+ *
+ * CPUs: each rank gives its executor the CPUs that the launcher bound the
+ * rank to (Open MPI binds each rank to one core by default for up to two
+ * ranks, and to a socket beyond that; choose with --bind-to and --map-by).
+ * A rank that was not bound (--bind-to none) sees the whole node, which
+ * it shares with the other ranks there, so it takes its share of it.
  *
  * Rank 0 checks the reduced sum against a sequential sum and prints an
  * accounting line: over all ranks, every task spawned was joined once and
  * every item was visited once.
  */
-#define _GNU_SOURCE /* sysconf */
+#define _GNU_SOURCE /* sched_getaffinity, sysconf */
 
 #include <weft.h>
 
 #include <mpi.h>
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +40,29 @@
 #include <unistd.h>
 
 #define LEAF 16384
+
+/* Workers for this rank: see the file comment. */
+static unsigned int
+rank_workers(void)
+{
+    cpu_set_t mask;
+    long allowed = 1;
+    if (sched_getaffinity(0, sizeof(mask), &mask) == 0) {
+        allowed = CPU_COUNT(&mask);
+    }
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    int local = 1;
+    MPI_Comm node;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0,
+                            MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_size(node, &local);
+        MPI_Comm_free(&node);
+    }
+    if (allowed >= online && local > 1) {
+        allowed /= local;
+    }
+    return allowed > 0 ? (unsigned int)allowed : 1;
+}
 
 struct span {
     uint64_t lo, hi;
@@ -104,12 +133,10 @@ main(int argc, char **argv)
     struct span mine = {n * (uint64_t)rank / (uint64_t)size,
                         n * (uint64_t)(rank + 1) / (uint64_t)size};
 
-    /* Share the node's CPUs among the ranks (at least one worker each). */
     weft_executor_t *ex = NULL;
     weft_executor_config_t cfg;
     weft_executor_config_init(&cfg);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    cfg.num_workers = cpus > size ? (unsigned int)(cpus / size) : 1;
+    cfg.num_workers = rank_workers();
     weft_status_t st = weft_executor_create(&cfg, &ex);
     weft_value_t v = {.u64 = 0};
     if (st == WEFT_OK) {
@@ -121,14 +148,17 @@ main(int argc, char **argv)
                 weft_status_str(sd));
     }
 
-    /* Reduce: the sum, the task counts and the failures of every rank. */
-    unsigned long long local[5] = {
-        (unsigned long long)v.u64, (unsigned long long)atomic_load(&spawned),
+    /* Reduce: the sum, the task counts, the workers and the failures of
+     * every rank. */
+    unsigned long long local[6] = {
+        (unsigned long long)v.u64,
+        (unsigned long long)atomic_load(&spawned),
         (unsigned long long)atomic_load(&joined),
         (unsigned long long)atomic_load(&visited),
-        (unsigned long long)(st != WEFT_OK || sd != WEFT_OK)};
-    unsigned long long total[5] = {0, 0, 0, 0, 0};
-    MPI_Reduce(local, total, 5, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0,
+        (unsigned long long)(st != WEFT_OK || sd != WEFT_OK),
+        (unsigned long long)cfg.num_workers};
+    unsigned long long total[6] = {0, 0, 0, 0, 0, 0};
+    MPI_Reduce(local, total, 6, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0,
                MPI_COMM_WORLD);
 
     int ok = 1;
@@ -137,9 +167,9 @@ main(int argc, char **argv)
         for (uint64_t i = 0; i < n; i++) {
             expect += item(i);
         }
-        printf("%d ranks x %u workers: sum of %llu items = %llu (sequential "
-               "%llu)\n",
-               size, cfg.num_workers, (unsigned long long)n, total[0],
+        printf("%d ranks, %llu workers in all: sum of %llu items = %llu "
+               "(sequential %llu)\n",
+               size, total[5], (unsigned long long)n, total[0],
                (unsigned long long)expect);
         printf("accounting: %llu spawned, %llu joined, %llu items visited, "
                "%llu ranks failed\n",
