@@ -15,7 +15,9 @@
  * executor and its worker array, deque buffers (initial and grown), pool
  * slabs (on a worker and from outside), task errors, token callbacks,
  * continuations, and the deadline timer's heap. A second scenario does the
- * same for error groups (create, add, nest, flatten, split).
+ * same for combinators and task groups (gather, as-completed, a group
+ * with more children than its first ledger) and for error groups (create,
+ * add, nest, flatten, split).
  *
  * Site coverage: every allocation call is tagged with its site
  * (WEFT__ALLOC* in primitives/alloc.h, which registers each call site at
@@ -36,6 +38,8 @@
 #include <string.h>
 
 #include <weft.h>
+#include <weft/combine.h>
+#include <weft/group.h>
 
 #include "primitives/alloc.h"
 
@@ -264,6 +268,146 @@ Test(alloc_failure, every_allocation_fails_in_turn_on_two_workers)
     sweep(2);
 }
 
+/* ---- combinators and task groups ------------------------------------- */
+
+static bool
+status_in(weft_status_t st, const weft_status_t *ok, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (st == ok[i]) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* gather, as-completed and a task group (more children than its initial
+ * ledger), every allocation of which may fail. */
+static void
+combine_scenario(unsigned int workers)
+{
+    static const weft_status_t ended[] = {WEFT_OK, WEFT_EUSER, WEFT_ECANCELED,
+                                          WEFT_ENOMEM};
+    atomic_store(&hooks, 0);
+    atomic_store(&spawn_calls, 0);
+    int64_t live = weft__alloc_live();
+    weft_executor_config_t c;
+    weft_executor_config_init(&c);
+    c.num_workers = workers;
+    weft_executor_t *ex = NULL;
+    weft_status_t st = weft_executor_create(&c, &ex);
+    cr_assert(st == WEFT_OK || st == WEFT_ENOMEM);
+    if (st != WEFT_OK) {
+        cr_assert_eq(weft__alloc_live(), live, "failed create leaked");
+        return;
+    }
+    weft_future_t *kids[4];
+    size_t nk = 0;
+    for (intptr_t i = 0; i < 4; i++) {
+        weft_spawn_opts_t o = {.release = hook, .name = "kid",
+                               WEFT_SPAWN_SITE};
+        atomic_fetch_add(&spawn_calls, 1);
+        st = weft_spawn_ex(ex, &o, leaf, (void *)i, &kids[nk]);
+        cr_assert(st == WEFT_OK || st == WEFT_ENOMEM, "spawn: %s",
+                  weft_status_name(st));
+        nk += st == WEFT_OK;
+    }
+    weft_future_t *all = NULL;
+    st = weft_gather(ex, kids, nk, NULL, &all);
+    cr_assert(st == WEFT_OK || st == WEFT_ENOMEM, "gather: %s",
+              weft_status_name(st));
+    if (st == WEFT_OK) {
+        st = weft_future_wait(all);
+        cr_assert(status_in(st, ended, 4), "gather ended: %s",
+                  weft_status_name(st));
+        weft_future_release(all);
+    } else {
+        cr_assert_null(all);
+    }
+    weft_as_completed_t *it = NULL;
+    st = weft_as_completed_create(kids, nk, &it);
+    cr_assert(st == WEFT_OK || st == WEFT_ENOMEM, "as_completed: %s",
+              weft_status_name(st));
+    if (st == WEFT_OK) {
+        size_t seen = 0;
+        size_t index = 0;
+        while ((st = weft_as_completed_next(it, NULL, 0, &index)) ==
+               WEFT_OK) {
+            seen++;
+        }
+        cr_assert(st == WEFT_EEXHAUSTED || st == WEFT_ENOMEM, "next: %s",
+                  weft_status_name(st));
+        cr_assert(st != WEFT_EEXHAUSTED || seen == nk);
+        weft_as_completed_destroy(it);
+    }
+    for (size_t i = 0; i < nk; i++) {
+        weft_future_release(kids[i]);
+    }
+
+    weft_group_t *grp = NULL;
+    weft_group_opts_t go;
+    memset(&go, 0, sizeof(go));
+    go.name = "sweep";
+    st = weft_group_create(ex, &go, &grp);
+    cr_assert(st == WEFT_OK || st == WEFT_ENOMEM, "group_create: %s",
+              weft_status_name(st));
+    if (st == WEFT_OK) {
+        for (intptr_t i = 0; i < 20; i++) {
+            weft_spawn_opts_t o = {.release = hook, .name = "member",
+                                   WEFT_SPAWN_SITE};
+            atomic_fetch_add(&spawn_calls, 1);
+            st = weft_group_spawn(grp, &o, leaf, (void *)i, NULL);
+            cr_assert(st == WEFT_OK || st == WEFT_ENOMEM, "group_spawn: %s",
+                      weft_status_name(st));
+        }
+        st = weft_group_join(grp);
+        cr_assert(status_in(st, ended, 4), "group_join: %s",
+                  weft_status_name(st));
+        weft_errgroup_t *errs = NULL;
+        st = weft_group_errors(grp, &errs);
+        cr_assert(st == WEFT_OK || st == WEFT_ENOMEM, "group_errors: %s",
+                  weft_status_name(st));
+        weft_errgroup_release(errs);
+        cr_assert_eq(weft_group_destroy(grp), WEFT_OK);
+    }
+
+    weft__alloc_set_fail_after(-1);
+    weft_value_t v;
+    cr_assert_eq(weft_executor_run(ex, leaf, (void *)(intptr_t)8, &v),
+                 WEFT_OK);
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    cr_assert_eq(atomic_load(&hooks), atomic_load(&spawn_calls),
+                 "release hooks ran exactly once per spawn");
+    cr_assert_eq(weft__alloc_live(), live, "leaked %lld blocks",
+                 (long long)(weft__alloc_live() - live));
+}
+
+static long
+combine_sweep(unsigned int workers)
+{
+    long k = 0;
+    for (;; k++) {
+        uint64_t before = weft__alloc_failures();
+        weft__alloc_set_fail_after(k);
+        combine_scenario(workers);
+        weft__alloc_set_fail_after(-1);
+        if (weft__alloc_failures() == before) {
+            break;
+        }
+    }
+    return k;
+}
+
+Test(alloc_failure, every_combinator_allocation_fails_in_turn)
+{
+    long k1 = combine_sweep(1);
+    long k2 = combine_sweep(2);
+    cr_log_info("combinators: %ld / %ld allocations failed in turn on 1 / 2 "
+                "worker(s)",
+                k1, k2);
+    cr_assert_gt(k1, 5);
+}
+
 /* ---- error groups ----------------------------------------------------- */
 
 static bool
@@ -387,6 +531,8 @@ Test(alloc_failure, every_registered_site_fails)
     uint64_t before = weft__alloc_failures();
     sweep(1);
     sweep(2);
+    (void)combine_sweep(1);
+    (void)combine_sweep(2);
     (void)errgroup_sweep();
     uint64_t failures = weft__alloc_failures() - before;
 
