@@ -6,7 +6,7 @@
 #   (none), all  every configuration below, in this order
 #   quick        the default configuration only
 #   CONFIG...    the named ones: default asan tsan tsan-gcc small perturb
-#                install
+#                install fuzz
 #
 # Configurations (each in its own build directory at the repository root):
 #
@@ -36,6 +36,14 @@
 #                                MPI, so a full run builds and runs
 #                                examples/mpi_fanout.c in the default
 #                                configuration.
+#   fuzz      build-ci-fuzz      clang, ASan+UBSan, WEFT_FUZZ=ON: builds only
+#                                the libFuzzer targets of tests/fuzz/ and
+#                                runs each for WEFT_FUZZ_SECONDS (20 s) from
+#                                its committed seed corpus (tests/fuzz/
+#                                corpus/<target>/) and the corpus earlier
+#                                runs left in the build tree; ctest -L fuzz.
+#                                A crash fails the test and leaves its input
+#                                in build-ci-fuzz/tests/fuzz/crash-*.
 #
 # As root on Debian (CI, a fresh container) it installs the packages it
 # needs with apt-get; otherwise it prints the apt-get line and exits 1.
@@ -60,7 +68,7 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
-all_configs=(default asan tsan tsan-gcc small perturb install)
+all_configs=(default asan tsan tsan-gcc small perturb install fuzz)
 
 usage()
 {
@@ -75,7 +83,7 @@ for arg in "$@"; do
     case "$arg" in
     quick) configs+=(default) ;;
     all) configs+=("${all_configs[@]}") ;;
-    default | asan | tsan | tsan-gcc | small | perturb | install)
+    default | asan | tsan | tsan-gcc | small | perturb | install | fuzz)
         configs+=("$arg")
         ;;
     -h | --help)
@@ -193,6 +201,10 @@ passed_counts=()
 failed_counts=()
 secs=()
 
+# A configuration may build a single target (fuzz: weft_fuzz) instead of
+# everything; empty means everything.
+build_target=
+
 run_config()
 {
     local name=$1 dir=$2 labels=$3
@@ -213,7 +225,8 @@ run_config()
     if ! cmake -S "$root" -B "$root/$dir" "${cmake_args[@]}"; then
         result="FAILED (configure)"
         failed=1
-    elif ! cmake --build "$root/$dir" -j"$jobs"; then
+    elif ! cmake --build "$root/$dir" -j"$jobs" \
+        ${build_target:+--target "$build_target"}; then
         result="FAILED (build)"
         failed=1
     else
@@ -310,6 +323,15 @@ for c in "${configs[@]}"; do
             -DWEFT_DEBUG=0 -DWEFT_WITH_HWLOC=ON -DWEFT_TEST_INSTALL=ON \
             -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_PERF=OFF \
             -DWEFT_BUILD_EXAMPLES=OFF
+        ;;
+    fuzz)
+        # Only the fuzz targets are built (build_target); the library is
+        # instrumented for coverage by tests/fuzz/CMakeLists.txt.
+        build_target=weft_fuzz
+        run_config fuzz build-ci-fuzz fuzz "${checked[@]}" \
+            -DCMAKE_C_COMPILER=clang '-DWEFT_SANITIZE=address;undefined' \
+            -DWEFT_FUZZ=ON -- "${asan_env[@]}"
+        build_target=
         ;;
     esac
 done
