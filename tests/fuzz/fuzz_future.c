@@ -11,6 +11,9 @@
  * worker runs, so each task's outcome is fixed by its script and by the
  * model's token state at the run step.
  *
+ * Tasks may also be cancelled through their future (weft_future_cancel)
+ * while queued: they then end CANCELLED with that reason without running,
+ * and a second request, or one after the end, says WEFT_EALREADY.
  * Tasks: succeed with a value, fail (weft_task_fail), return WEFT_ECANCELED
  * on their own, or fork 1-4 children on the worker's deque (same token),
  * join them (in or against spawn order) and fail if one failed. Each has
@@ -84,6 +87,7 @@ struct m_fut {
     uint8_t fork;        /* B_FORK: bits 0-1 children - 1, 2-5 fail mask,
                             6 join in spawn order */
     int tok;             /* -1: none */
+    int fcancel;         /* weft_future_cancel reason code, 0: none */
     weft_future_t *f;    /* our reference, NULL when none / released */
     int phase;           /* run phase it was queued in */
     /* model outcome, fixed at the run step */
@@ -91,6 +95,7 @@ struct m_fut {
     weft_outcome_t outcome;
     weft_status_t status;
     int err_code;
+    int alt_code; /* a second acceptable error code */
     bool started;
     int64_t out_value;
     /* observed by the task side (read after the run step) */
@@ -304,10 +309,14 @@ m_decide(struct m_fut *m)
         m->out_value = 1000 + (m - futs);
         return;
     }
-    if (m->tok >= 0 && toks[m->tok].cancelled) {
+    if (m->fcancel != 0 || (m->tok >= 0 && toks[m->tok].cancelled)) {
         m->outcome = WEFT_OUTCOME_CANCELLED;
         m->status = WEFT_ECANCELED;
-        m->err_code = toks[m->tok].reason_code;
+        /* Both asked: either reason may be the one reported. */
+        m->err_code = m->fcancel != 0 ? m->fcancel : toks[m->tok].reason_code;
+        m->alt_code = m->tok >= 0 && toks[m->tok].cancelled
+                          ? toks[m->tok].reason_code
+                          : m->err_code;
         m->started = false;
         return;
     }
@@ -379,7 +388,8 @@ check_future(int i)
     } else {
         weft_error_t *e = weft_future_error(f);
         CHECK(e != NULL);
-        CHECK(weft_error_status(e) == m->err_code);
+        CHECK(weft_error_status(e) == m->err_code ||
+              (m->alt_code != 0 && weft_error_status(e) == m->alt_code));
         if (m->outcome == WEFT_OUTCOME_FAILED) {
             CHECK(weft_error_task_id(e) != 0);
         }
@@ -480,7 +490,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     while (r.n > 0) {
         uint8_t op = rd_u8(&r);
-        switch (op % 12) {
+        switch (op % 13) {
         case 0:
         case 1:
         case 2: { /* spawn a task */
@@ -644,6 +654,24 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 CHECK(weft_token_release(toks[t].t) == WEFT_OK);
                 toks[t].t = NULL;
             }
+            break;
+        }
+        case 12: { /* weft_future_cancel on a task */
+            int i = pick_fut(&r);
+            uint8_t k = rd_u8(&r) % (MAX_REASONS + 1);
+            if (i < 0 || futs[i].is_cont) {
+                break;
+            }
+            struct m_fut *m = &futs[i];
+            weft_status_t want = WEFT_OK;
+            if (m_ended(m) || m->fcancel != 0) {
+                want = WEFT_EALREADY;
+            } else {
+                m->fcancel = k < MAX_REASONS ? 100 + k : WEFT_ECANCELED;
+            }
+            CHECK(weft_future_cancel(m->f, k < MAX_REASONS ? reasons[k]
+                                                           : NULL) == want);
+            check_future(i);
             break;
         }
         case 11:
