@@ -62,6 +62,13 @@ struct weft__combine {
     struct weft__token_cb cb;
     bool cb_registered;
 
+    /* The failure the combined future reports (first entry of its error
+     * group): set by the gather decider, or by the finalizer for
+     * first_success/quorum (the first failure in completion order). */
+    uint32_t trigger_idx; /* UINT32_MAX: none */
+    weft_status_t trigger_st;
+    weft_error_t *trigger_err; /* owned */
+
     weft_errgroup_t *errors; /* built by the finalizer; NULL: none/ENOMEM */
     bool errors_nomem;
 
@@ -98,6 +105,9 @@ combine_free(struct weft__combine *c)
     }
     if (c->errors != NULL) {
         weft_errgroup_release(c->errors);
+    }
+    if (c->trigger_err != NULL) {
+        weft_error_release(c->trigger_err);
     }
     weft__free(c);
 }
@@ -300,7 +310,12 @@ combine_build_errors(struct weft__combine *c, uint32_t decision)
         c->errors_nomem = true;
         return;
     }
-    uint32_t trig = decision == D_TRIGGER ? c->decider : UINT32_MAX;
+    (void)decision;
+    uint32_t trig = c->trigger_idx;
+    if (trig != UINT32_MAX && c->trigger_err != NULL &&
+        weft_errgroup_add_error(g, 0, c->trigger_err) != WEFT_OK) {
+        c->errors_nomem = true;
+    }
     for (uint32_t s = 0; s < c->n; s++) {
         /* Pairs with: the release store in combine_child_ended(); the
          * finalizer's faa on ended already ordered it, the acquire is
@@ -311,13 +326,11 @@ combine_build_errors(struct weft__combine *c, uint32_t decision)
         weft_error_t *e = weft_future_error(ch);
         bool include = o == WEFT_OUTCOME_FAILED ||
                        (o == WEFT_OUTCOME_CANCELLED && c->kind == CK_GATHER &&
-                        !combine_cancel_is_ours(c, e)) ||
-                       idx == trig;
-        if (!include || e == NULL) {
+                        !combine_cancel_is_ours(c, e));
+        if (!include || e == NULL || idx == trig) {
             continue;
         }
-        if (weft_errgroup_add_error(g, idx == trig ? 0 : (uint64_t)s + 1, e) !=
-            WEFT_OK) {
+        if (weft_errgroup_add_error(g, (uint64_t)s + 1, e) != WEFT_OK) {
             c->errors_nomem = true;
         }
     }
@@ -357,6 +370,30 @@ combine_trigger_error(struct weft__combine *c, uint32_t idx,
     return WEFT_EFAILED;
 }
 
+/* Record child idx as the trigger (once, before the finalizer runs). */
+static void
+combine_set_trigger(struct weft__combine *c, uint32_t idx)
+{
+    c->trigger_idx = idx;
+    c->trigger_st = combine_trigger_error(c, idx, &c->trigger_err);
+}
+
+/* The first child, in completion order, that did not succeed. */
+static uint32_t
+combine_first_unsucc(struct weft__combine *c)
+{
+    for (uint32_t s = 0; s < c->n; s++) {
+        /* Pairs with: the release store of order[] in
+         * combine_child_ended(). */
+        uint32_t idx = weft__load_acq_u32(&c->order[s]) - 1;
+        if (weft_future_outcome(c->children[idx]) !=
+            WEFT_OUTCOME_SUCCEEDED) {
+            return idx;
+        }
+    }
+    return UINT32_MAX;
+}
+
 /* End the promise per the decision; called once, by the finalizer, or
  * at the decision for any/wait. */
 static void
@@ -370,24 +407,8 @@ combine_settle(struct weft__combine *c, struct weft__worker *w,
         st = WEFT_ECANCELED;
         err = error_retained(c->reason);
     } else if (decision == D_TRIGGER) {
-        if (c->decider != UINT32_MAX) {
-            st = combine_trigger_error(c, c->decider, &err);
-        } else {
-            /* first_success with no winner: caused by the first
-             * failure (in the order they happened). */
-            st = WEFT_EFAILED;
-            weft_error_t *first = NULL;
-            for (uint32_t s = 0; s < c->n && first == NULL; s++) {
-                /* Pairs with: the release store of order[] in
-                 * combine_child_ended(). */
-                uint32_t idx = weft__load_acq_u32(&c->order[s]) - 1;
-                first = weft_future_error(c->children[idx]);
-            }
-            (void)weft_error_wrap(&err, first, WEFT_EFAILED,
-                                  "no child succeeded (%u of %u failed or "
-                                  "were cancelled)",
-                                  c->unsucc, c->n);
-        }
+        st = c->trigger_st;
+        err = error_retained(c->trigger_err);
     } else {
         switch (c->kind) {
         case CK_ANY:
@@ -396,11 +417,9 @@ combine_settle(struct weft__combine *c, struct weft__worker *w,
             weft_outcome_t o = weft_future_outcome(ch);
             if (o == WEFT_OUTCOME_SUCCEEDED) {
                 (void)weft_future_value(ch, &v);
-            } else if (o == WEFT_OUTCOME_CANCELLED) {
-                /* any: the first to end was cancelled; so is any. */
-                st = WEFT_ECANCELED;
-                err = error_retained(weft_future_error(ch));
             } else {
+                /* A child that failed, or was cancelled from elsewhere:
+                 * a failure of any() (it was not cancelled itself). */
                 st = combine_trigger_error(c, c->decider, &err);
             }
             break;
@@ -450,6 +469,14 @@ combine_finalize(struct weft__combine *c, struct weft__worker *w)
          * caller's cancellation, which waits for the children. */
         settled_early = decision != D_CANCEL;
     }
+    if (decision == D_TRIGGER && c->trigger_idx == UINT32_MAX) {
+        /* first_success / quorum: the failure they report is the first
+         * one that happened. */
+        uint32_t first = combine_first_unsucc(c);
+        if (first != UINT32_MAX) {
+            combine_set_trigger(c, first);
+        }
+    }
     combine_build_errors(c, decision);
     if (!settled_early) {
         if (c->kind == CK_WAIT) {
@@ -494,11 +521,19 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
                 }
                 break;
             }
+            weft_error_t *terr = NULL;
+            weft_status_t tst = combine_trigger_error(c, idx, &terr);
             if (combine_decide(c, D_TRIGGER, idx,
-                               weft__sibling_reason(weft_future_error(ch),
-                                                    idx, weft_future_name(ch),
+                               weft__sibling_reason(terr, idx,
+                                                    weft_future_name(ch),
                                                     "gather"))) {
+                /* Read by the finalizer after our faa on ended. */
+                c->trigger_idx = idx;
+                c->trigger_st = tst;
+                c->trigger_err = terr;
                 combine_cancel_children(c);
+            } else {
+                weft_error_release(terr);
             }
         }
         break;
@@ -614,6 +649,7 @@ combine_make(weft_executor_t *ex, uint32_t kind, weft_future_t *const *ch,
     c->k = k;
     c->ex = ex;
     c->decider = UINT32_MAX;
+    c->trigger_idx = UINT32_MAX;
     c->name = opts != NULL ? opts->name : NULL;
     c->children = (struct weft_future **)(c + 1);
     c->nodes = (struct weft__watch *)(c->children + n);
@@ -837,7 +873,25 @@ weft_combine_errors(const weft_future_t *combined, weft_errgroup_t **out)
      * so wait for the last child rather than read a half-built field.
      */
     if (c->kind == CK_ANY && weft__load_acq_u32(&c->ended) != c->n) {
-        return WEFT_ESTATE;
+        /* Ended, but some children still run: the failures so far,
+         * the winner's first. */
+        weft_errgroup_t *g = NULL;
+        weft_status_t st = weft_errgroup_create(
+            &g, "any: failures so far (%u children still running)",
+            c->n - weft__load_acq_u32(&c->ended));
+        if (st != WEFT_OK) {
+            return st;
+        }
+        for (uint32_t i = 0; i < c->n; i++) {
+            struct weft_future *ch = c->children[i];
+            if (weft_future_outcome(ch) == WEFT_OUTCOME_FAILED &&
+                weft_future_error(ch) != NULL) {
+                (void)weft_errgroup_add_error(g, i == c->decider ? 0 : i + 1,
+                                              weft_future_error(ch));
+            }
+        }
+        *out = g;
+        return WEFT_OK;
     }
     if (c->errors_nomem) {
         return WEFT_ENOMEM;

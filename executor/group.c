@@ -199,6 +199,11 @@ weft_group_spawn(weft_group_t *g, const weft_spawn_opts_t *opts, weft_fn_t fn,
     weft_status_t st = WEFT_OK;
     if (g == NULL || fn == NULL || (opts != NULL && opts->token != NULL)) {
         st = WEFT_EINVAL;
+    } else if (weft__worker_of(g->ex) == NULL &&
+               /* Relaxed: an early refusal, as in weft_spawn(). */
+               weft__load_relaxed_u32(&g->ex->run_state) !=
+                   WEFT__RUN_ACCEPTING) {
+        st = WEFT_ESHUTDOWN;
     } else if (!group_accept(g)) {
         st = WEFT_ESTATE;
     }
@@ -681,6 +686,12 @@ pfor_run(weft_executor_t *ex, size_t lo, size_t hi,
         *errors = NULL;
     }
     size_t n = hi - lo;
+    if (n == 0) {
+        if (result != NULL) {
+            *result = p->identity;
+        }
+        return WEFT_OK;
+    }
     p->ex = ex;
     p->grain = opts != NULL ? opts->grain : 0;
     if (p->grain == 0) {

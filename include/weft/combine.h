@@ -15,14 +15,19 @@
  *   weft_gather_settled  nothing is cancelled; ends SUCCEEDED when every
  *                        child has ended, whatever their outcomes.
  *   weft_any             ends with the first child to end, whatever its
- *                        outcome (SUCCEEDED with that child's value, or
- *                        FAILED with its error); cancels nothing.
+ *                        outcome: SUCCEEDED with that child's value, or
+ *                        FAILED (a child cancelled from elsewhere counts
+ *                        as a failure: the combined future is CANCELLED
+ *                        only when it was cancelled itself); cancels
+ *                        nothing.
  *   weft_first_success   ends SUCCEEDED with the first child value, after
  *                        the others (cancelled at once) have stopped; if
- *                        every child fails or is cancelled, FAILED.
+ *                        every child fails or is cancelled, FAILED with
+ *                        the first failure (in the order they happened).
  *   weft_quorum          SUCCEEDED once k children have succeeded (the
  *                        rest cancelled); FAILED once k can no longer be
- *                        reached (the rest cancelled).
+ *                        reached (the rest cancelled), with the first
+ *                        failure.
  *
  * The caller's token and deadline (weft_combine_opts_t): when the token is
  * cancelled or the deadline passes before the combinator has decided,
@@ -32,13 +37,14 @@
  * combined future itself (weft_future_cancel()) does the same.
  *
  * Nothing is dropped. When a combined future fails, weft_future_error()
- * is the trigger's error (the first failure; for a child that was
- * cancelled from elsewhere, an error of code WEFT_EFAILED caused by the
- * child's reason) and weft_combine_errors() returns an error group holding
- * every failure: its first entry is the trigger, the others follow in the
- * order they happened. Children cancelled by the combinator's own
- * fail-fast are not failures: they are recorded in the outcome ledger,
- * with a reason whose cause is the trigger's error.
+ * is the trigger: the first failure (for gather, the one that set off the
+ * fail-fast). Its status is the child's own status; for a child that was
+ * cancelled from elsewhere, the trigger is an error of code WEFT_EFAILED
+ * caused by the child's reason. weft_combine_errors() returns an error
+ * group holding every failure: its first entry is the trigger, the others
+ * follow in the order they happened. Children cancelled by the
+ * combinator's own fail-fast are not failures: they are recorded in the
+ * outcome ledger, with a reason whose cause is the trigger.
  *
  * Outcome ledger: after the combined future has ended, every child's
  * outcome is readable in input order with weft_combine_child(): value,
@@ -174,6 +180,8 @@ WEFT_API weft_status_t weft_combine_values(const weft_future_t *combined,
  * the trigger (see the file comment), each keyed by the order in which
  * it happened; empty when nothing failed. The group's message names the
  * combinator and counts the outcomes.
+ * For weft_any(), which ends before its other children, the group holds
+ * the failures so far until every child has ended.
  * Returns: WEFT_OK and *out (a new reference: release it);
  * WEFT_EINVAL (NULL, not combined, out NULL); WEFT_ESTATE (not ended).
  * Thread-safety: any thread holding a reference. Blocking: never.
