@@ -44,8 +44,8 @@ struct round {
 
 struct job {
     const char *name;
-    int upto;     /* compute upto! */
-    int fail_at;  /* 0: never fails */
+    int upto;    /* compute upto! */
+    int fail_at; /* 0: never fails */
     struct round *r;
 };
 
@@ -147,8 +147,8 @@ spawn_three(weft_executor_t *ex, struct round *r, weft_future_t *f[3])
             return -1;
         }
         *j = (struct job){names[i], upto[i], fail_at[i], r};
-        weft_spawn_opts_t o = {.name = names[i], .release = release_job,
-                               WEFT_SPAWN_SITE};
+        weft_spawn_opts_t o = {
+            .name = names[i], .release = release_job, WEFT_SPAWN_SITE};
         atomic_fetch_add(&spawned, 1);
         if (weft_spawn_ex(ex, &o, factorial, j, &f[i]) != WEFT_OK) {
             return -1; /* the release hook already ran */
@@ -259,8 +259,7 @@ main(void)
      * (and stopped before the gather ended), C kept its value. */
     weft_error_t *b_err = weft_future_error(f1[1]);
     weft_error_t *a_reason = weft_future_error(f1[0]);
-    bool a_cancelled =
-        weft_future_outcome(f1[0]) == WEFT_OUTCOME_CANCELLED;
+    bool a_cancelled = weft_future_outcome(f1[0]) == WEFT_OUTCOME_CANCELLED;
     if (!a_cancelled) {
         printf("!! A %s instead of being cancelled\n",
                weft_outcome_name(weft_future_outcome(f1[0])));
@@ -290,12 +289,11 @@ main(void)
         weft_gather_settled(ex, f2, 3, &o2, &g2) != WEFT_OK) {
         return 1;
     }
-    weft_future_wait(f2[1]);          /* B has failed ... */
+    weft_future_wait(f2[1]);         /* B has failed ... */
     atomic_store(&r2.a_input, true); /* ... and A goes on regardless */
     weft_status_t st2 = weft_future_wait(g2);
     printf("gather_settled: %s (%s)\n",
-           weft_outcome_name(weft_future_outcome(g2)),
-           weft_status_name(st2));
+           weft_outcome_name(weft_future_outcome(g2)), weft_status_name(st2));
     print_ledger(g2);
     printf("result: ");
     int expect[3] = {120, -1, 2};

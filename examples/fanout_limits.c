@@ -43,9 +43,9 @@
 
 #define NJOBS 100
 #define LIMIT 5
-#define BUDGET_NS (2000ull * 1000000ull)     /* per-job deadline */
-#define HANG_BUDGET_NS (20ull * 1000000ull)  /* for the hanging service */
-#define STEP_NS (20ull * 1000ull)       /* one step of work */
+#define BUDGET_NS (2000ull * 1000000ull)    /* per-job deadline */
+#define HANG_BUDGET_NS (20ull * 1000000ull) /* for the hanging service */
+#define STEP_NS (20ull * 1000ull)           /* one step of work */
 #define STEPS 5
 
 #define E_TRANSIENT (WEFT_EUSER + 1)
@@ -108,8 +108,7 @@ work(weft_task_t *self, void *arg, weft_value_t *out)
         st = weft_task_fail(self, E_PERMANENT, "job %d: bad input", j->id);
     } else if (attempt <= transient_failures(j->id)) {
         st = weft_task_fail(self, E_TRANSIENT,
-                            "job %d: attempt %d: service busy", j->id,
-                            attempt);
+                            "job %d: attempt %d: service busy", j->id, attempt);
     } else {
         out->i64 = j->id;
     }
@@ -196,8 +195,8 @@ job_body(weft_task_t *self, void *arg, weft_value_t *out)
 }
 
 struct totals {
-    int first_try, after_retry, retries, timed_out, cancelled,
-        never_started, failed;
+    int first_try, after_retry, retries, timed_out, cancelled, never_started,
+        failed;
 };
 
 static weft_status_t
@@ -214,8 +213,8 @@ run_round(weft_executor_t *ex, struct job *jobs, int permanent,
     }
     for (int i = 0; i < NJOBS; i++) {
         jobs[i] = (struct job){.id = i, .fail_permanently = i == permanent};
-        weft_spawn_opts_t so = {.name = "job", .release = release_hook,
-                                WEFT_SPAWN_SITE};
+        weft_spawn_opts_t so = {
+            .name = "job", .release = release_hook, WEFT_SPAWN_SITE};
         atomic_fetch_add(&spawned, 1);
         if (weft_group_spawn(g, &so, job_body, &jobs[i], NULL) != WEFT_OK) {
             printf("job %d: spawn refused\n", i);
@@ -290,9 +289,8 @@ print_totals(const struct totals *t)
            "group while running, %d never started\n"
            "  %d failed\n"
            "  at most %d jobs running at once (limit %d)\n",
-           t->first_try, t->after_retry, t->retries, t->timed_out,
-           t->cancelled, t->never_started, t->failed,
-           atomic_load(&max_seen), LIMIT);
+           t->first_try, t->after_retry, t->retries, t->timed_out, t->cancelled,
+           t->never_started, t->failed, atomic_load(&max_seen), LIMIT);
 }
 
 int
@@ -364,8 +362,7 @@ main(void)
     /* Jobs 0..9 may or may not have ended before job 10 failed; what is
      * certain: one failure, and only a few jobs past job 10 had started
      * (at most LIMIT run at once), so most never start. */
-    bad |= st != E_PERMANENT || t.failed != 1 ||
-           t.never_started < NJOBS / 2 ||
+    bad |= st != E_PERMANENT || t.failed != 1 || t.never_started < NJOBS / 2 ||
            t.first_try + t.after_retry + t.timed_out + t.cancelled +
                    t.never_started + t.failed !=
                NJOBS ||

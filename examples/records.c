@@ -44,8 +44,7 @@ fetch(weft_task_t *self, void *arg, weft_value_t *out)
     }
     if (r->id <= 0 || r->id >= (int)(sizeof(db) / sizeof(db[0])) ||
         db[r->id] == NULL) {
-        return weft_task_fail(self, WEFT_EUSER, "no record with id %d",
-                              r->id);
+        return weft_task_fail(self, WEFT_EUSER, "no record with id %d", r->id);
     }
     snprintf(r->name, sizeof(r->name), "%s", db[r->id]);
     out->ptr = r;
@@ -70,8 +69,8 @@ main(void)
 
     for (int i = 0; i < NREC; i++) {
         recs[i] = (struct record){.id = i + 1};
-        weft_spawn_opts_t o = {.name = task_names[i], .release = release_hook,
-                               WEFT_SPAWN_SITE};
+        weft_spawn_opts_t o = {
+            .name = task_names[i], .release = release_hook, WEFT_SPAWN_SITE};
         if (weft_spawn_ex(ex, &o, fetch, &recs[i], &f[i]) != WEFT_OK) {
             return 1;
         }
@@ -121,9 +120,8 @@ main(void)
                    "    spawned %s:%d in %s()\n",
                    weft_status_name(weft_error_status(e.error)),
                    weft_error_message(e.error),
-                   weft_error_task_name(e.error)
-                       ? weft_error_task_name(e.error)
-                       : "?",
+                   weft_error_task_name(e.error) ? weft_error_task_name(e.error)
+                                                 : "?",
                    (unsigned long long)weft_error_task_id(e.error),
                    weft_error_file(e.error) ? weft_error_file(e.error) : "?",
                    weft_error_line(e.error),

@@ -24,7 +24,7 @@
 /* Safety net: the checker gives up waiting for the looper after this. */
 #define WAIT_LIMIT_NS (30ull * 1000000000ull)
 
-static atomic_int live;          /* bodies running right now */
+static atomic_int live; /* bodies running right now */
 static atomic_int spawned, released;
 static atomic_int n_succeeded, n_failed, n_cancelled;
 static atomic_bool looper_started;
@@ -107,10 +107,10 @@ main(void)
         if (weft_group_create(ex, &go, &g) != WEFT_OK) {
             return 1;
         }
-        weft_spawn_opts_t ol = {.name = "looper", .release = release_hook,
-                                WEFT_SPAWN_SITE};
-        weft_spawn_opts_t oc = {.name = "checker", .release = release_hook,
-                                WEFT_SPAWN_SITE};
+        weft_spawn_opts_t ol = {
+            .name = "looper", .release = release_hook, WEFT_SPAWN_SITE};
+        weft_spawn_opts_t oc = {
+            .name = "checker", .release = release_hook, WEFT_SPAWN_SITE};
         atomic_fetch_add(&spawned, 2);
         if (weft_group_spawn(g, &ol, looper, NULL, NULL) != WEFT_OK ||
             weft_group_spawn(g, &oc, checker, &round, NULL) != WEFT_OK) {
@@ -151,9 +151,8 @@ main(void)
            "cancelled), %d released, %d leaked, %d live, destroy %s\n",
            sp, s + f + c, s, f, c, rel, sp - rel, atomic_load(&live),
            weft_status_name(dst));
-    bad |= sp != 2 * ROUNDS || s + f + c != sp || f != ROUNDS ||
-           c != ROUNDS || rel != sp || atomic_load(&live) != 0 ||
-           dst != WEFT_OK;
+    bad |= sp != 2 * ROUNDS || s + f + c != sp || f != ROUNDS || c != ROUNDS ||
+           rel != sp || atomic_load(&live) != 0 || dst != WEFT_OK;
     if (bad) {
         printf("FAILED: a round did not end as the task group promises\n");
     }
