@@ -70,6 +70,7 @@ struct weft__combine {
     weft_error_t *trigger_err; /* owned */
 
     weft_errgroup_t *errors; /* built by the finalizer; NULL: none/ENOMEM */
+    uint32_t built;          /* 1 once errors is final; release-stored */
     bool errors_nomem;
 
     /* CK_ITER: the consumer's parked promise, handed over by fas. */
@@ -478,6 +479,9 @@ combine_finalize(struct weft__combine *c, struct weft__worker *w)
         }
     }
     combine_build_errors(c, decision);
+    /* Pairs with: the acquire load in weft_combine_errors() (any()
+     * settles before this point, so its readers need the flag). */
+    weft__store_rel_u32(&c->built, 1);
     if (!settled_early) {
         if (c->kind == CK_WAIT) {
             /* The wait condition holds once everything ended. */
@@ -872,13 +876,13 @@ weft_combine_errors(const weft_future_t *combined, weft_errgroup_t **out)
      * ended (release sequence); errors is written before it returns...
      * so wait for the last child rather than read a half-built field.
      */
-    if (c->kind == CK_ANY && weft__load_acq_u32(&c->ended) != c->n) {
+    /* Pairs with: the release store of built in combine_finalize(). */
+    if (c->kind == CK_ANY && weft__load_acq_u32(&c->built) == 0) {
         /* Ended, but some children still run: the failures so far,
          * the winner's first. */
         weft_errgroup_t *g = NULL;
         weft_status_t st = weft_errgroup_create(
-            &g, "any: failures so far (%u children still running)",
-            c->n - weft__load_acq_u32(&c->ended));
+            &g, "any: failures so far (some children still running)");
         if (st != WEFT_OK) {
             return st;
         }
