@@ -634,6 +634,11 @@ check_comb(struct node *n)
               "failed and %d externally cancelled children",
               id, kind_names[n->kind], weft_outcome_name(oc), (long)d,
               n->depth, (long)cnt, F, Cext);
+        if (!(cnt >= (size_t)F && cnt <= (size_t)(F + Cext)) &&
+            round_bad <= 5) {
+            fprintf(stderr, "  the group: ");
+            weft_errgroup_print(eg, stderr);
+        }
         weft_errgroup_release(eg);
     }
 }
