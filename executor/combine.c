@@ -44,9 +44,9 @@ struct weft__combine {
     uint32_t refs;                       /* atomic; see combine.h */
     uint32_t kind;
     uint32_t n;
-    uint32_t k;                          /* quorum size; wait mode */
+    uint32_t k; /* quorum size; wait mode */
     weft_executor_t *ex;
-    struct weft_future *result;          /* the promise; NULL for CK_ITER */
+    struct weft_future *result; /* the promise; NULL for CK_ITER */
     const char *name;
 
     uint32_t seq;       /* faa: next order[] slot */
@@ -54,11 +54,11 @@ struct weft__combine {
     uint32_t succeeded; /* faa */
     uint32_t unsucc;    /* faa: failed or cancelled */
 
-    uint32_t decided;   /* D_*; CAS NONE -> BUSY, then release store */
-    uint32_t decider;   /* index of the deciding child, or UINT32_MAX */
+    uint32_t decided;     /* D_*; CAS NONE -> BUSY, then release store */
+    uint32_t decider;     /* index of the deciding child, or UINT32_MAX */
     weft_error_t *reason; /* passed to the children we cancel; owned */
 
-    weft_token_t *token;  /* caller's token or our deadline token; owned */
+    weft_token_t *token; /* caller's token or our deadline token; owned */
     struct weft__token_cb cb;
     bool cb_registered;
 
@@ -252,9 +252,8 @@ weft__child_result(struct weft_future *ch, const weft_error_t *ours,
         (void)weft_future_value(ch, &out->value);
     } else if (out->outcome != WEFT_OUTCOME_PENDING) {
         out->error = weft_future_error(ch);
-        out->cancelled_by_combinator =
-            out->outcome == WEFT_OUTCOME_CANCELLED && ours != NULL &&
-            out->error == ours;
+        out->cancelled_by_combinator = out->outcome == WEFT_OUTCOME_CANCELLED &&
+                                       ours != NULL && out->error == ours;
     }
 }
 
@@ -291,9 +290,9 @@ combine_build_errors(struct weft__combine *c, uint32_t decision)
         return;
     }
     static const char *const names[] = {
-        [CK_GATHER] = "gather",         [CK_SETTLED] = "gather_settled",
-        [CK_ANY] = "any",               [CK_FIRST] = "first_success",
-        [CK_QUORUM] = "quorum",         [CK_WAIT] = "wait",
+        [CK_GATHER] = "gather",     [CK_SETTLED] = "gather_settled",
+        [CK_ANY] = "any",           [CK_FIRST] = "first_success",
+        [CK_QUORUM] = "quorum",     [CK_WAIT] = "wait",
         [CK_ITER] = "as_completed",
     };
     uint32_t nfailed = 0, ncancelled = 0;
@@ -303,8 +302,9 @@ combine_build_errors(struct weft__combine *c, uint32_t decision)
         ncancelled += o == WEFT_OUTCOME_CANCELLED;
     }
     weft_errgroup_t *g = NULL;
-    if (weft_errgroup_create(&g, "%s%s%s: %u of %u children failed, %u "
-                                 "cancelled",
+    if (weft_errgroup_create(&g,
+                             "%s%s%s: %u of %u children failed, %u "
+                             "cancelled",
                              names[c->kind], c->name ? " " : "",
                              c->name ? c->name : "", nfailed, c->n,
                              ncancelled) != WEFT_OK) {
@@ -356,8 +356,7 @@ error_retained(weft_error_t *e)
  * child's reason when the child was cancelled.
  */
 static weft_status_t
-combine_trigger_error(struct weft__combine *c, uint32_t idx,
-                      weft_error_t **err)
+combine_trigger_error(struct weft__combine *c, uint32_t idx, weft_error_t **err)
 {
     struct weft_future *ch = c->children[idx];
     weft_error_t *e = weft_future_error(ch);
@@ -387,8 +386,7 @@ combine_first_unsucc(struct weft__combine *c)
         /* Pairs with: the release store of order[] in
          * combine_child_ended(). */
         uint32_t idx = weft__load_acq_u32(&c->order[s]) - 1;
-        if (weft_future_outcome(c->children[idx]) !=
-            WEFT_OUTCOME_SUCCEEDED) {
+        if (weft_future_outcome(c->children[idx]) != WEFT_OUTCOME_SUCCEEDED) {
             return idx;
         }
     }
@@ -570,8 +568,8 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
             }
         } else if (o != WEFT_OUTCOME_SUCCEEDED && c->n - bad < c->k) {
             if (combine_decide(c, D_TRIGGER, idx,
-                               weft__sibling_reason(weft_future_error(ch),
-                                                    idx, weft_future_name(ch),
+                               weft__sibling_reason(weft_future_error(ch), idx,
+                                                    weft_future_name(ch),
                                                     "quorum"))) {
                 combine_cancel_children(c);
             }
@@ -580,8 +578,7 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
     }
     case CK_WAIT:
         if (c->k == WEFT_WAIT_FIRST_COMPLETED ||
-            (c->k == WEFT_WAIT_FIRST_FAILURE &&
-             o != WEFT_OUTCOME_SUCCEEDED)) {
+            (c->k == WEFT_WAIT_FIRST_FAILURE && o != WEFT_OUTCOME_SUCCEEDED)) {
             if (combine_decide(c, D_WIN, idx, NULL)) {
                 combine_settle(c, w, D_WIN);
             }
@@ -593,8 +590,7 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
          * weft_as_completed_next(). */
         struct weft_future *p = weft__fas_ptr((void **)&c->waiter, NULL);
         if (p != NULL) {
-            weft__promise_settle(w, p, WEFT_OK, (weft_value_t){.u64 = 0},
-                                 NULL);
+            weft__promise_settle(w, p, WEFT_OK, (weft_value_t){.u64 = 0}, NULL);
         }
         break;
     }
@@ -685,9 +681,8 @@ combine_token(struct weft__combine *c, const weft_combine_opts_t *opts)
     }
     weft_token_t *t = NULL;
     weft_status_t st = weft_token_create_with_deadline(
-        opts->token, opts->deadline_ns != 0 ? opts->deadline_ns
-                                            : WEFT_DEADLINE_NONE,
-        &t);
+        opts->token,
+        opts->deadline_ns != 0 ? opts->deadline_ns : WEFT_DEADLINE_NONE, &t);
     if (st != WEFT_OK) {
         return st;
     }
@@ -834,14 +829,12 @@ weft_combine_child(const weft_future_t *combined, size_t index,
     }
     /* A reason exists only once decided; wait out a decider mid-write. */
     uint32_t d = combine_decision(c);
-    weft__child_result(c->children[index], d != D_NONE ? c->reason : NULL,
-                       out);
+    weft__child_result(c->children[index], d != D_NONE ? c->reason : NULL, out);
     return WEFT_OK;
 }
 
 weft_status_t
-weft_combine_values(const weft_future_t *combined, weft_value_t *out,
-                    size_t n)
+weft_combine_values(const weft_future_t *combined, weft_value_t *out, size_t n)
 {
     struct weft__combine *c = combine_of(combined);
     if (c == NULL || (out == NULL && n > 0) || n > c->n) {
@@ -955,10 +948,10 @@ weft_wait(weft_future_t *const *children, size_t n, weft_wait_mode_t mode,
           weft_token_t *token, uint64_t deadline_ns, size_t *done,
           size_t *ndone, size_t *pending, size_t *npending)
 {
-    bool bad = (children == NULL && n > 0) || n > UINT32_MAX - 1 ||
-               (mode != WEFT_WAIT_FIRST_COMPLETED &&
-                mode != WEFT_WAIT_FIRST_FAILURE &&
-                mode != WEFT_WAIT_ALL_COMPLETED);
+    bool bad =
+        (children == NULL && n > 0) || n > UINT32_MAX - 1 ||
+        (mode != WEFT_WAIT_FIRST_COMPLETED && mode != WEFT_WAIT_FIRST_FAILURE &&
+         mode != WEFT_WAIT_ALL_COMPLETED);
     for (size_t i = 0; !bad && i < n; i++) {
         bad = children[i] == NULL;
     }
@@ -968,8 +961,8 @@ weft_wait(weft_future_t *const *children, size_t n, weft_wait_mode_t mode,
     weft_status_t st = WEFT_OK;
     if (n > 0) {
         weft_future_t *p = NULL;
-        st = combine_start(children[0]->ex, CK_WAIT, children, n,
-                           (size_t)mode, NULL, &p);
+        st = combine_start(children[0]->ex, CK_WAIT, children, n, (size_t)mode,
+                           NULL, &p);
         if (st == WEFT_OK) {
             /* WEFT_OK when the condition holds (the promise never fails). */
             st = weft_future_wait_for(p, token, deadline_ns);
@@ -977,8 +970,7 @@ weft_wait(weft_future_t *const *children, size_t n, weft_wait_mode_t mode,
         }
     }
     wait_sets(children, n, done, ndone, pending, npending);
-    return st == WEFT_ENOMEM || st == WEFT_ETIMEDOUT ||
-                   st == WEFT_EINTERRUPTED
+    return st == WEFT_ENOMEM || st == WEFT_ETIMEDOUT || st == WEFT_EINTERRUPTED
                ? st
                : WEFT_OK;
 }
@@ -993,8 +985,7 @@ weft_status_t
 weft_as_completed_create(weft_future_t *const *children, size_t n,
                          weft_as_completed_t **out)
 {
-    bool bad = out == NULL || (children == NULL && n > 0) ||
-               n > UINT32_MAX - 1;
+    bool bad = out == NULL || (children == NULL && n > 0) || n > UINT32_MAX - 1;
     for (size_t i = 0; !bad && i < n; i++) {
         bad = children[i] == NULL;
     }

@@ -26,7 +26,7 @@ struct group_child {
 
 struct weft_group {
     const struct weft__promise_ops *ops; /* first: see future.h */
-    uint32_t refs;       /* owner + promise + unfired watches; atomic */
+    uint32_t refs; /* owner + promise + unfired watches; atomic */
     weft_executor_t *ex;
     weft_token_t *token; /* the group's token; owned */
     const char *name;
@@ -44,7 +44,7 @@ struct weft_group {
     pthread_mutex_t lock; /* children[], count, next_start, running */
     struct group_child **children;
     size_t count, cap;
-    size_t next_start;    /* first child not yet submitted */
+    size_t next_start; /* first child not yet submitted */
     size_t running;
 
     struct weft_future *done; /* promise: settled when drained */
@@ -286,8 +286,8 @@ group_build_errors(struct weft_group *g)
 {
     weft_errgroup_t *eg = NULL;
     if (weft_errgroup_create(&eg, "group%s%s: children failed",
-                             g->name ? " " : "", g->name ? g->name : "") !=
-        WEFT_OK) {
+                             g->name ? " " : "",
+                             g->name ? g->name : "") != WEFT_OK) {
         return;
     }
     for (size_t i = 0; i < g->count; i++) {
@@ -299,9 +299,8 @@ group_build_errors(struct weft_group *g)
         if (e == NULL) {
             continue;
         }
-        uint64_t key = (g->decided && gc->index == g->trigger)
-                           ? 0
-                           : (uint64_t)gc->seq + 1;
+        uint64_t key =
+            (g->decided && gc->index == g->trigger) ? 0 : (uint64_t)gc->seq + 1;
         (void)weft_errgroup_add_error(eg, key, e);
     }
     g->errors = eg;
@@ -534,8 +533,8 @@ weft_retry(weft_task_t *self, const weft_retry_opts_t *policy, weft_fn_t fn,
                                     "attempt %u failed: %s", attempt,
                                     weft_status_str(st));
         }
-        bool again = attempt < max &&
-                     (p.retryable == NULL || p.retryable(e, p.ctx));
+        bool again =
+            attempt < max && (p.retryable == NULL || p.retryable(e, p.ctx));
         if (eg != NULL) {
             (void)weft_errgroup_add_error(eg, attempt, e);
         }
@@ -580,11 +579,11 @@ struct pfor {
     void *arg;
     weft_value_t identity;
     size_t grain;
-    weft_token_t *token;   /* ours: child of the caller's; owned */
-    uint32_t failed;       /* CAS: first failure */
-    pthread_mutex_t lock;  /* errors */
+    weft_token_t *token;  /* ours: child of the caller's; owned */
+    uint32_t failed;      /* CAS: first failure */
+    pthread_mutex_t lock; /* errors */
     weft_errgroup_t *errors;
-    weft_status_t first;   /* status of the first failure */
+    weft_status_t first; /* status of the first failure */
 };
 
 struct prange {
@@ -678,9 +677,8 @@ pfor_task(weft_task_t *self, void *arg, weft_value_t *result)
 }
 
 static weft_status_t
-pfor_run(weft_executor_t *ex, size_t lo, size_t hi,
-         const weft_for_opts_t *opts, struct pfor *p, weft_value_t *result,
-         weft_errgroup_t **errors)
+pfor_run(weft_executor_t *ex, size_t lo, size_t hi, const weft_for_opts_t *opts,
+         struct pfor *p, weft_value_t *result, weft_errgroup_t **errors)
 {
     if (errors != NULL) {
         *errors = NULL;

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * weft/combine.h - combinators: futures made of futures.
  *
  * Each combinator takes n child futures and returns one future (the
@@ -71,9 +72,9 @@
 
 #include <weft/cancel.h>
 #include <weft/errgroup.h>
-#include <weft/export.h>
 #include <weft/error.h>
 #include <weft/executor.h>
+#include <weft/export.h>
 #include <weft/future.h>
 #include <weft/status.h>
 
@@ -81,25 +82,25 @@
 extern "C" {
 #endif
 
-/* Options for every combinator. Zero-initialize, then set what you need. */
+/** Options for every combinator. Zero-initialize, then set what you need. */
 typedef struct weft_combine_opts {
-    /* The caller's token (NULL: none). Its cancellation (and its own
+    /** The caller's token (NULL: none). Its cancellation (and its own
      * deadline) cancels the children still running and ends the combined
      * future CANCELLED. The combinator holds a reference until it ends. */
     weft_token_t *token;
-    /* Absolute CLOCK_MONOTONIC deadline in ns (weft_clock_now_ns()); 0 for
+    /** Absolute CLOCK_MONOTONIC deadline in ns (weft_clock_now_ns()); 0 for
      * none. Passing it acts like a cancellation with a WEFT_EDEADLINE
      * reason. */
     uint64_t deadline_ns;
-    /* Static name of the combined future (errors report it); not copied. */
+    /** Static name of the combined future (errors report it); not copied. */
     const char *name;
-    /* true: the combinator takes over the caller's reference to each
+    /** true: the combinator takes over the caller's reference to each
      * child (also when it fails: the references are then released), so
      * the caller does not release them. false: it takes its own. */
     bool adopt;
 } weft_combine_opts_t;
 
-/*
+/**
  * The combinators. Each makes the combined future of children[0..n) on ex
  * and stores it in *out.
  * Returns: WEFT_OK; WEFT_EINVAL (ex or out NULL, children NULL with n > 0,
@@ -115,46 +116,59 @@ typedef struct weft_combine_opts {
  * the call returns (a fail-fast may cancel siblings from this thread).
  * Ownership: the caller owns one reference to *out.
  */
-WEFT_API weft_status_t weft_gather(weft_executor_t *ex, weft_future_t *const *children,
-                          size_t n, const weft_combine_opts_t *opts,
-                          weft_future_t **out);
+WEFT_API weft_status_t weft_gather(weft_executor_t *ex,
+                                   weft_future_t *const *children, size_t n,
+                                   const weft_combine_opts_t *opts,
+                                   weft_future_t **out);
+/** weft_gather_settled(): see weft_gather() for the contract and the file
+ * comment for the rule (waits for all, cancels nothing). */
 WEFT_API weft_status_t weft_gather_settled(weft_executor_t *ex,
-                                  weft_future_t *const *children, size_t n,
-                                  const weft_combine_opts_t *opts,
-                                  weft_future_t **out);
-WEFT_API weft_status_t weft_any(weft_executor_t *ex, weft_future_t *const *children,
-                       size_t n, const weft_combine_opts_t *opts,
-                       weft_future_t **out);
+                                           weft_future_t *const *children,
+                                           size_t n,
+                                           const weft_combine_opts_t *opts,
+                                           weft_future_t **out);
+/** weft_any(): see weft_gather() for the contract and the file comment
+ * for the rule (the first child to end decides). */
+WEFT_API weft_status_t weft_any(weft_executor_t *ex,
+                                weft_future_t *const *children, size_t n,
+                                const weft_combine_opts_t *opts,
+                                weft_future_t **out);
+/** weft_first_success(): see weft_gather() for the contract and the file
+ * comment for the rule (first value wins, the rest are cancelled). */
 WEFT_API weft_status_t weft_first_success(weft_executor_t *ex,
-                                 weft_future_t *const *children, size_t n,
-                                 const weft_combine_opts_t *opts,
-                                 weft_future_t **out);
-WEFT_API weft_status_t weft_quorum(weft_executor_t *ex, weft_future_t *const *children,
-                          size_t n, size_t k, const weft_combine_opts_t *opts,
-                          weft_future_t **out);
+                                          weft_future_t *const *children,
+                                          size_t n,
+                                          const weft_combine_opts_t *opts,
+                                          weft_future_t **out);
+/** weft_quorum(): see weft_gather() for the contract and the file comment
+ * for the rule (k successes win, the rest are cancelled). */
+WEFT_API weft_status_t weft_quorum(weft_executor_t *ex,
+                                   weft_future_t *const *children, size_t n,
+                                   size_t k, const weft_combine_opts_t *opts,
+                                   weft_future_t **out);
 
-/* ---- The outcome ledger ---------------------------------------------- */
+/** ---- The outcome ledger ---------------------------------------------- */
 
-/* One child's entry, as weft_combine_child() reports it. */
+/** One child's entry, as weft_combine_child() reports it. */
 typedef struct weft_child_result {
-    weft_outcome_t outcome; /* PENDING while it has not ended */
-    bool started;           /* its body was entered (false: never ran) */
-    /* Cancelled by this combinator (fail-fast, first success, quorum or
+    weft_outcome_t outcome; /**< PENDING while it has not ended */
+    bool started;           /**< its body was entered (false: never ran) */
+    /** Cancelled by this combinator (fail-fast, first success, quorum or
      * the caller's token), rather than from elsewhere. */
     bool cancelled_by_combinator;
-    weft_value_t value;     /* SUCCEEDED: the value; else zero */
-    weft_error_t *error;    /* FAILED: the failure; CANCELLED: the reason;
+    weft_value_t value;    /**< SUCCEEDED: the value; else zero */
+    weft_error_t *error;   /**< FAILED: the failure; CANCELLED: the reason;
                                else NULL. Borrowed from the child. */
-    weft_future_t *future;  /* the child (borrowed) */
+    weft_future_t *future; /**< the child (borrowed) */
 } weft_child_result_t;
 
-/*
+/**
  * Number of children of a combined future; 0 for NULL or for a future
  * that is not a combined one. Any thread holding a reference. Never blocks.
  */
 WEFT_API size_t weft_combine_size(const weft_future_t *combined);
 
-/*
+/**
  * Entry `index` (input order) of the ledger of a combined future.
  * Returns: WEFT_OK; WEFT_EINVAL (NULL, not a combined future, or out
  * NULL); WEFT_ERANGE (index >= size).
@@ -162,10 +176,11 @@ WEFT_API size_t weft_combine_size(const weft_future_t *combined);
  * while the caller holds its reference to it.
  * Thread-safety: any thread holding a reference. Blocking: never.
  */
-WEFT_API weft_status_t weft_combine_child(const weft_future_t *combined, size_t index,
-                                 weft_child_result_t *out);
+WEFT_API weft_status_t weft_combine_child(const weft_future_t *combined,
+                                          size_t index,
+                                          weft_child_result_t *out);
 
-/*
+/**
  * Copy the children's values, in input order, into out[0..n) (n at most
  * the size; entries of children that did not succeed are zero).
  * Returns: WEFT_OK; WEFT_EINVAL (NULL, not combined, n > size);
@@ -173,9 +188,9 @@ WEFT_API weft_status_t weft_combine_child(const weft_future_t *combined, size_t 
  * Thread-safety: any thread holding a reference. Blocking: never.
  */
 WEFT_API weft_status_t weft_combine_values(const weft_future_t *combined,
-                                  weft_value_t *out, size_t n);
+                                           weft_value_t *out, size_t n);
 
-/*
+/**
  * Every failure of the children, as an error group whose first entry is
  * the trigger (see the file comment), each keyed by the order in which
  * it happened; empty when nothing failed. The group's message names the
@@ -187,9 +202,9 @@ WEFT_API weft_status_t weft_combine_values(const weft_future_t *combined,
  * Thread-safety: any thread holding a reference. Blocking: never.
  */
 WEFT_API weft_status_t weft_combine_errors(const weft_future_t *combined,
-                                  weft_errgroup_t **out);
+                                           weft_errgroup_t **out);
 
-/*
+/**
  * Index of the child that decided the outcome: the trigger of a failed
  * gather, the winner of weft_any() / weft_first_success(), the child that
  * completed a quorum; SIZE_MAX when none did (all succeeded, settled, or
@@ -198,9 +213,9 @@ WEFT_API weft_status_t weft_combine_errors(const weft_future_t *combined,
  */
 WEFT_API size_t weft_combine_decider(const weft_future_t *combined);
 
-/* ---- Waiting on several futures --------------------------------------- */
+/** ---- Waiting on several futures --------------------------------------- */
 
-/* When weft_wait() returns. */
+/** When weft_wait() returns. */
 typedef enum weft_wait_mode {
     WEFT_WAIT_FIRST_COMPLETED = 1, /* one child has ended */
     WEFT_WAIT_FIRST_FAILURE = 2,   /* one child failed or was cancelled,
@@ -208,7 +223,7 @@ typedef enum weft_wait_mode {
     WEFT_WAIT_ALL_COMPLETED = 3    /* every child has ended */
 } weft_wait_mode_t;
 
-/*
+/**
  * Wait until the condition of `mode` holds over children[0..n), the
  * token (may be NULL) is cancelled, or the absolute deadline_ns (0: none)
  * passes. Cancels nothing, ever. Then report which children had ended:
@@ -224,14 +239,15 @@ typedef enum weft_wait_mode {
  * Ownership: the children stay owned by the caller.
  */
 WEFT_API weft_status_t weft_wait(weft_future_t *const *children, size_t n,
-                        weft_wait_mode_t mode, weft_token_t *token,
-                        uint64_t deadline_ns, size_t *done, size_t *ndone,
-                        size_t *pending, size_t *npending);
+                                 weft_wait_mode_t mode, weft_token_t *token,
+                                 uint64_t deadline_ns, size_t *done,
+                                 size_t *ndone, size_t *pending,
+                                 size_t *npending);
 
-/* Iterator over futures in completion order. */
+/** Iterator over futures in completion order. */
 typedef struct weft_as_completed weft_as_completed_t;
 
-/*
+/**
  * Start iterating over children[0..n) in the order they end. The
  * iterator takes its own references to the children.
  * Returns: WEFT_OK and *out; WEFT_EINVAL (out NULL, children NULL with
@@ -241,9 +257,10 @@ typedef struct weft_as_completed weft_as_completed_t;
  * weft_as_completed_destroy().
  */
 WEFT_API weft_status_t weft_as_completed_create(weft_future_t *const *children,
-                                       size_t n, weft_as_completed_t **out);
+                                                size_t n,
+                                                weft_as_completed_t **out);
 
-/*
+/**
  * Wait for the next child to end and store its input index in *index.
  * Returns: WEFT_OK; WEFT_EEXHAUSTED (every child was already returned);
  * WEFT_ETIMEDOUT (deadline_ns, absolute, 0 for none, passed);
@@ -254,17 +271,18 @@ WEFT_API weft_status_t weft_as_completed_create(weft_future_t *const *children,
  * worker it helps.
  */
 WEFT_API weft_status_t weft_as_completed_next(weft_as_completed_t *it,
-                                     weft_token_t *token, uint64_t deadline_ns,
-                                     size_t *index);
+                                              weft_token_t *token,
+                                              uint64_t deadline_ns,
+                                              size_t *index);
 
-/*
+/**
  * The child at input index `index` (borrowed; valid until the iterator is
  * destroyed); NULL for a bad index or NULL iterator. Never blocks.
  */
 WEFT_API weft_future_t *weft_as_completed_future(const weft_as_completed_t *it,
-                                        size_t index);
+                                                 size_t index);
 
-/*
+/**
  * Free the iterator and release its references to the children (those
  * still running go on running). Returns WEFT_OK; WEFT_EINVAL for NULL.
  * Thread-safety: the iterating thread, once. Blocking: never.

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * weft/group.h - task groups (scopes), retries, parallel-for and reduce.
  *
  * A task group is a scope for tasks: spawn children into it, then join it.
@@ -36,9 +37,9 @@
 #include <weft/cancel.h>
 #include <weft/combine.h>
 #include <weft/errgroup.h>
-#include <weft/export.h>
 #include <weft/error.h>
 #include <weft/executor.h>
+#include <weft/export.h>
 #include <weft/future.h>
 #include <weft/status.h>
 
@@ -46,33 +47,34 @@
 extern "C" {
 #endif
 
+/** Opaque task group (scope). */
 typedef struct weft_group weft_group_t;
 
-/* Options for weft_group_create(). Zero-initialize. */
+/** Options for weft_group_create(). Zero-initialize. */
 typedef struct weft_group_opts {
-    /* Parent token (NULL: none): its cancellation cancels the group. Use
+    /** Parent token (NULL: none): its cancellation cancels the group. Use
      * weft_task_token(self) inside a task to nest under that task. */
     weft_token_t *parent;
-    /* Absolute CLOCK_MONOTONIC deadline in ns for the whole group (0:
+    /** Absolute CLOCK_MONOTONIC deadline in ns for the whole group (0:
      * none); passing it cancels the group with a WEFT_EDEADLINE reason. */
     uint64_t deadline_ns;
-    /* At most this many children running at once (0: no limit). */
+    /** At most this many children running at once (0: no limit). */
     size_t limit;
-    /* Static name, used in the error group's message; not copied. */
+    /** Static name, used in the error group's message; not copied. */
     const char *name;
 } weft_group_opts_t;
 
-/*
+/**
  * Make a group on ex. opts may be NULL.
  * Returns: WEFT_OK and *out; WEFT_EINVAL (ex or out NULL); WEFT_ENOMEM.
  * Thread-safety: any thread. Blocking: never.
  * Ownership: the caller owns *out and must destroy it.
  */
 WEFT_API weft_status_t weft_group_create(weft_executor_t *ex,
-                                const weft_group_opts_t *opts,
-                                weft_group_t **out);
+                                         const weft_group_opts_t *opts,
+                                         weft_group_t **out);
 
-/*
+/**
  * Spawn fn(arg) into g. The child runs under g's token (opts->token must
  * be NULL); opts (may be NULL) gives its name, release hook and spawn
  * site. If g is already cancelled the child is still accepted and ends
@@ -86,10 +88,11 @@ WEFT_API weft_status_t weft_group_create(weft_executor_t *ex,
  * Thread-safety: any thread, until weft_group_join() has returned.
  * Blocking: never.
  */
-WEFT_API weft_status_t weft_group_spawn(weft_group_t *g, const weft_spawn_opts_t *opts,
-                               weft_fn_t fn, void *arg, size_t *index);
+WEFT_API weft_status_t weft_group_spawn(weft_group_t *g,
+                                        const weft_spawn_opts_t *opts,
+                                        weft_fn_t fn, void *arg, size_t *index);
 
-/*
+/**
  * Wait for every child of g (helping on a worker), then report:
  * WEFT_OK (nothing failed and g was not cancelled); the first failure's
  * status (see weft_group_errors() for all of them); WEFT_ECANCELED (g was
@@ -99,7 +102,7 @@ WEFT_API weft_status_t weft_group_spawn(weft_group_t *g, const weft_spawn_opts_t
  */
 WEFT_API weft_status_t weft_group_join(weft_group_t *g);
 
-/*
+/**
  * Cancel g: its token is cancelled with `reason` (may be NULL), which
  * stops the children that poll it and keeps waiting children from
  * starting. Returns WEFT_OK, WEFT_EALREADY (already cancelled), WEFT_EINVAL.
@@ -107,32 +110,33 @@ WEFT_API weft_status_t weft_group_join(weft_group_t *g);
  */
 WEFT_API weft_status_t weft_group_cancel(weft_group_t *g, weft_error_t *reason);
 
-/*
+/**
  * g's token (borrowed, alive until g is destroyed): pass it as the parent
  * of nested groups and combinators made outside g's children.
  */
 WEFT_API weft_token_t *weft_group_token(const weft_group_t *g);
 
-/*
+/**
  * Every failure of g's children, as a new reference to an error group
  * (first entry: the failure that triggered the cancellation; then the
  * others in the order they happened). Returns WEFT_OK; WEFT_EINVAL;
  * WEFT_ESTATE (not joined yet). Owner thread, after the join.
  */
-WEFT_API weft_status_t weft_group_errors(const weft_group_t *g, weft_errgroup_t **out);
+WEFT_API weft_status_t weft_group_errors(const weft_group_t *g,
+                                         weft_errgroup_t **out);
 
-/* Number of children accepted so far; 0 for NULL. Owner thread. */
+/** Number of children accepted so far; 0 for NULL. Owner thread. */
 WEFT_API size_t weft_group_size(const weft_group_t *g);
 
-/*
+/**
  * Ledger entry of child `index` (spawn order). Returns WEFT_OK,
  * WEFT_EINVAL, WEFT_ERANGE. Pointers are borrowed until g is destroyed.
  * Owner thread; entries are final after the join.
  */
 WEFT_API weft_status_t weft_group_child(const weft_group_t *g, size_t index,
-                               weft_child_result_t *out);
+                                        weft_child_result_t *out);
 
-/*
+/**
  * Destroy g. If it was not joined, cancel it (reason: "group destroyed
  * before join") and join it first, so no child outlives it.
  * Returns WEFT_OK; WEFT_EINVAL for NULL.
@@ -140,26 +144,26 @@ WEFT_API weft_status_t weft_group_child(const weft_group_t *g, size_t index,
  */
 WEFT_API weft_status_t weft_group_destroy(weft_group_t *g);
 
-/* ---- Retries ----------------------------------------------------------- */
+/** ---- Retries ----------------------------------------------------------- */
 
-/* Whether a failure is worth another attempt. */
+/** Whether a failure is worth another attempt. */
 typedef bool (*weft_retry_pred_t)(const weft_error_t *e, void *ctx);
 
-/* Retry policy. Zero-initialize, then set what you need. */
+/** Retry policy. Zero-initialize, then set what you need. */
 typedef struct weft_retry_opts {
-    unsigned int max_attempts;  /* total attempts, >= 1 (0 means 1) */
-    uint64_t initial_delay_ns;  /* wait before the 2nd attempt */
-    uint64_t max_delay_ns;      /* cap on one wait (0: no cap) */
-    double multiplier;          /* growth per attempt (< 1 means 2.0) */
-    double jitter;              /* 0..1: each wait is scaled by a random
+    unsigned int max_attempts;   /**< total attempts, >= 1 (0 means 1) */
+    uint64_t initial_delay_ns;   /**< wait before the 2nd attempt */
+    uint64_t max_delay_ns;       /**< cap on one wait (0: no cap) */
+    double multiplier;           /**< growth per attempt (< 1 means 2.0) */
+    double jitter;               /**< 0..1: each wait is scaled by a random
                                    factor in [1 - jitter, 1] */
-    uint64_t seed;              /* jitter seed (0: a fixed default) */
-    weft_retry_pred_t retryable; /* NULL: every failure is retryable */
-    void *ctx;                  /* passed to retryable */
-    uint64_t deadline_ns;       /* absolute; no attempt starts after it */
+    uint64_t seed;               /**< jitter seed (0: a fixed default) */
+    weft_retry_pred_t retryable; /**< NULL: every failure is retryable */
+    void *ctx;                   /**< passed to retryable */
+    uint64_t deadline_ns;        /**< absolute; no attempt starts after it */
 } weft_retry_opts_t;
 
-/*
+/**
  * Run fn(self, arg, result) as the body of the calling task, retrying per
  * policy: after a failure that `retryable` accepts, wait (backoff with
  * jitter; the wait ends early when the task is cancelled) and run it
@@ -175,30 +179,31 @@ typedef struct weft_retry_opts {
  * Thread-safety: call from inside a task, with that task's self.
  * Blocking: yes, for the backoff waits.
  */
-WEFT_API weft_status_t weft_retry(weft_task_t *self, const weft_retry_opts_t *policy,
-                         weft_fn_t fn, void *arg, weft_value_t *result,
-                         weft_errgroup_t **errors);
+WEFT_API weft_status_t weft_retry(weft_task_t *self,
+                                  const weft_retry_opts_t *policy, weft_fn_t fn,
+                                  void *arg, weft_value_t *result,
+                                  weft_errgroup_t **errors);
 
-/* ---- Data-parallel helpers --------------------------------------------- */
+/** ---- Data-parallel helpers --------------------------------------------- */
 
-/*
+/**
  * Body of a parallel-for: process indices [lo, hi). Return WEFT_OK, a
  * failure, or WEFT_ECANCELED after seeing weft_task_is_cancelled(self).
  */
 typedef weft_status_t (*weft_range_fn_t)(weft_task_t *self, void *arg,
                                          size_t lo, size_t hi);
 
-/* Options for the data-parallel helpers. Zero-initialize. */
+/** Options for the data-parallel helpers. Zero-initialize. */
 typedef struct weft_for_opts {
-    /* Largest chunk one body call gets; 0: automatic (about 8 chunks per
+    /** Largest chunk one body call gets; 0: automatic (about 8 chunks per
      * worker, at least 1 index). */
     size_t grain;
-    /* Token (NULL: none); e.g. weft_task_token(self). Cancelling it stops
+    /** Token (NULL: none); e.g. weft_task_token(self). Cancelling it stops
      * the loop: no new chunk starts. */
     weft_token_t *token;
 } weft_for_opts_t;
 
-/*
+/**
  * Run fn over [lo, hi) in chunks of at most `grain` indices, split
  * recursively across the workers. The first failing chunk cancels the
  * rest (chunks not started never start). Returns WEFT_OK, the first
@@ -208,32 +213,30 @@ typedef struct weft_for_opts {
  * WEFT_ESHUTDOWN.
  * Thread-safety: any thread. Blocking: yes; on a worker it helps.
  */
-WEFT_API weft_status_t weft_parallel_for(weft_executor_t *ex, size_t lo, size_t hi,
-                                const weft_for_opts_t *opts,
-                                weft_range_fn_t fn, void *arg,
-                                weft_errgroup_t **errors);
+WEFT_API weft_status_t weft_parallel_for(weft_executor_t *ex, size_t lo,
+                                         size_t hi, const weft_for_opts_t *opts,
+                                         weft_range_fn_t fn, void *arg,
+                                         weft_errgroup_t **errors);
 
-/* Body of a parallel-reduce: fold [lo, hi) into *acc (which starts as
+/** Body of a parallel-reduce: fold [lo, hi) into *acc (which starts as
  * the identity). */
 typedef weft_status_t (*weft_reduce_fn_t)(weft_task_t *self, void *arg,
                                           size_t lo, size_t hi,
                                           weft_value_t *acc);
-/* Associative combine of two partial results: *a = *a op b. */
+/** Associative combine of two partial results: *a = *a op b. */
 typedef void (*weft_combine_fn_t)(void *arg, weft_value_t *a, weft_value_t b);
 
-/*
+/**
  * Parallel reduce over [lo, hi): each chunk folds into a partial result
  * starting from `identity`, partials are combined in index order with
  * `combine` (so a non-commutative but associative combine is fine), and
  * the total is stored in *result on WEFT_OK. Failure and cancellation as
  * weft_parallel_for().
  */
-WEFT_API weft_status_t weft_parallel_reduce(weft_executor_t *ex, size_t lo, size_t hi,
-                                   const weft_for_opts_t *opts,
-                                   weft_value_t identity, weft_reduce_fn_t fn,
-                                   weft_combine_fn_t combine, void *arg,
-                                   weft_value_t *result,
-                                   weft_errgroup_t **errors);
+WEFT_API weft_status_t weft_parallel_reduce(
+    weft_executor_t *ex, size_t lo, size_t hi, const weft_for_opts_t *opts,
+    weft_value_t identity, weft_reduce_fn_t fn, weft_combine_fn_t combine,
+    void *arg, weft_value_t *result, weft_errgroup_t **errors);
 
 #ifdef __cplusplus
 }
