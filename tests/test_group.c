@@ -1151,6 +1151,64 @@ Test(group_limit, failure_stops_waiting_children)
     finish();
 }
 
+Test(group_limit, cancelled_child_frees_its_slot)
+{
+    /* limit 1: child 0 ends cancelled on its own; that is no failure, and
+     * the others still start, one at a time. */
+    weft_executor_t *ex = ex_new(2);
+    weft_group_t *g = group_new(ex, NULL, 0, 1);
+    struct leaf L[5];
+    for (int i = 0; i < 5; i++) {
+        leaf_init(&L[i], i, i == 0 ? L_SELF_CANCEL : L_OK, 0, i,
+                  ON_CANCEL_STOP);
+        leaf_open(&L[i]);
+        gspawn(g, &L[i]);
+    }
+    cr_assert_eq(join_guarded(g), WEFT_OK);
+    cr_assert_eq(gchild(g, 0).outcome, WEFT_OUTCOME_CANCELLED);
+    for (size_t i = 1; i < 5; i++) {
+        weft_child_result_t r = gchild(g, i);
+        cr_assert_eq(r.outcome, WEFT_OUTCOME_SUCCEEDED, "child %zu: %s", i,
+                     weft_outcome_name(r.outcome));
+        cr_assert_eq(atomic_load(&L[i].seq), (unsigned)i + 1,
+                     "spawn order under limit 1");
+    }
+    cr_assert_eq(weft_group_destroy(g), WEFT_OK);
+    ex_end(ex);
+    assert_accounting(L, 5);
+    finish();
+}
+
+Test(group_limit, parent_cancel_stops_waiting_children)
+{
+    weft_executor_t *ex = ex_new(2);
+    weft_token_t *P = tok_new();
+    weft_group_t *g = group_new(ex, P, 0, 1);
+    struct leaf L[5];
+    for (int i = 0; i < 5; i++) {
+        leaf_init(&L[i], i, L_OK, 0, i, ON_CANCEL_STOP);
+        gspawn(g, &L[i]);
+    }
+    await_flag(&L[0].started, "child 0 to start");
+    cr_assert_eq(weft_token_cancel(P, NULL), WEFT_OK);
+    cr_assert_eq(join_guarded(g), WEFT_ECANCELED);
+    weft_child_result_t r0 = gchild(g, 0);
+    cr_assert_eq(r0.outcome, WEFT_OUTCOME_CANCELLED);
+    cr_assert(r0.started);
+    for (size_t i = 1; i < 5; i++) {
+        weft_child_result_t r = gchild(g, i);
+        cr_assert_eq(r.outcome, WEFT_OUTCOME_CANCELLED);
+        cr_assert_not(r.started, "waiting child %zu never starts", i);
+        cr_assert(r.cancelled_by_combinator);
+        cr_assert_eq(atomic_load(&L[i].ran), 0);
+    }
+    cr_assert_eq(weft_group_destroy(g), WEFT_OK);
+    weft_token_release(P);
+    ex_end(ex);
+    assert_accounting(L, 5);
+    finish();
+}
+
 /* =========================================================================
  * retry
  * ========================================================================= */
