@@ -153,7 +153,7 @@ static weft_executor_t *cur_ex;
 static uint64_t c_leaves, c_leaf_spawned, c_leaf_ran, c_leaf_ok, c_leaf_failed,
     c_leaf_cancelled, c_never_started, c_tasks, c_rounds_by_kind[K_NKINDS],
     c_root_outcome[4], c_cancel_root, c_cancel_mid, c_by_comb,
-    c_ledger_checked, c_any_estate;
+    c_ledger_checked;
 
 static uint64_t
 rng_next(uint64_t *s)
@@ -613,18 +613,6 @@ check_comb(struct node *n)
     }
     weft_errgroup_t *eg = NULL;
     weft_status_t es = weft_combine_errors(n->comb, &eg);
-    if (es == WEFT_ESTATE && n->kind == K_ANY) {
-        /* Every child has ended, but weft_any's group appears only once
-         * its last watch has run (a documented discrepancy, checked
-         * strictly by ledger::any_errors_readable_when_ended): count it
-         * and wait for the group. */
-        c_any_estate++;
-        uint64_t guard = weft_clock_now_ns() + HANG_NS;
-        while (es == WEFT_ESTATE && weft_clock_now_ns() < guard) {
-            sched_yield();
-            es = weft_combine_errors(n->comb, &eg);
-        }
-    }
     if (es != WEFT_OK) {
         failf("weft_combine_errors at the end");
     } else {
@@ -978,9 +966,6 @@ main(void)
            "(%llu cancelled by their combinator)\n",
            (unsigned long long)c_tasks, (unsigned long long)c_ledger_checked,
            (unsigned long long)c_by_comb);
-    printf("weft_any: weft_combine_errors answered WEFT_ESTATE after every "
-           "child ended %llu times\n",
-           (unsigned long long)c_any_estate);
     printf("root kinds:");
     for (int k = 0; k < K_NKINDS; k++) {
         printf(" %s %llu", kind_names[k],
