@@ -50,7 +50,7 @@
  * Clocks only bound the waits (HANG_S), so a lost wake-up fails the case
  * instead of hanging the run.
  *
- * Rounds: WEFT_STRESS_TRIALS if set, else 32 (8 under sanitizers or
+ * Rounds: WEFT_STRESS_TRIALS if set, else 16 (8 under sanitizers or
  * WEFT_PERTURB); each round runs every case once, and 8 consecutive rounds
  * cover every variant. The program prints the case counts and ends with
  * "N passed, N failed" (case runs); exit status 0 only when none failed.
@@ -92,7 +92,7 @@
 #ifdef LC_SANITIZED
 #define LC_DEFAULT_ROUNDS 8
 #else
-#define LC_DEFAULT_ROUNDS 32
+#define LC_DEFAULT_ROUNDS 16
 #endif
 
 #define LC_HANG_S 60 /* bound on every wait; never reached when correct */
