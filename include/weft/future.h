@@ -316,7 +316,8 @@ WEFT_API uint64_t weft_task_id(const weft_task_t *self);
  * The running task's own cancellation token: a child of the token it was
  * spawned with (if any), cancelled when that one is or when the task's
  * future is cancelled (weft_future_cancel(), for example by a combinator's
- * fail-fast). Pass it as the parent token of groups and combinators made
+ * fail-fast), in both cases by the time the cancelling call returns
+ * (weft_task_is_cancelled() may turn true a moment earlier). Pass it as the parent token of groups and combinators made
  * inside the task, so that cancelling the task cancels the whole tree
  * below it. Made on first use (one allocation); if memory runs out it
  * returns the spawn token instead (which may be NULL).
