@@ -123,8 +123,72 @@ matmul(struct bench_data *d)
     return bench_matmul_checksum(d->c, d->n);
 }
 
+/*
+ * failfast: the same tree, depth first; the leaf that is the rank-th to
+ * start fails and every call above it returns at once (the sequential
+ * stand-in for cancelling the rest: nothing after it runs). The latency
+ * is from the failure to the root's return.
+ */
+struct failfast_seq {
+    long started, rank;
+    uint64_t t_fail, sink;
+};
+
+static int
+failfast(struct failfast_seq *s, int depth)
+{
+    if (depth == 0) {
+        if (s->started++ == s->rank) {
+            s->t_fail = bench_now_ns();
+            return -1;
+        }
+        for (int i = 0; i < BENCH_FAILFAST_STEPS; i++) {
+            s->sink = bench_failfast_step(s->sink);
+        }
+        return 0;
+    }
+    for (int c = 0; c < BENCH_FAILFAST_FANOUT; c++) {
+        if (failfast(s, depth - 1) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static uint64_t
-run_once(const struct bench_opts *o, struct bench_data *d, uint64_t *tasks)
+failfast_run(int depth, uint64_t *latency)
+{
+    struct failfast_seq s = {0, bench_failfast_rank(depth), 0, 0};
+    int rc = failfast(&s, depth);
+    uint64_t t1 = bench_now_ns();
+
+    __asm__ volatile("" : : "r"(s.sink));
+    *latency = t1 - s.t_fail;
+    return rc != 0 && s.started == s.rank + 1 ? (uint64_t)s.rank : 0;
+}
+
+/* cancel: the first of n queued items "cancels", the others each check
+ * the flag and are skipped: the floor of draining n queued tasks. */
+static uint64_t
+cancel_run(long n, uint64_t *latency)
+{
+    volatile int cancelled = 0;
+    long skipped = 0;
+    uint64_t t0 = bench_now_ns();
+
+    cancelled = 1;
+    for (long i = 1; i < n; i++) {
+        if (cancelled) {
+            skipped++;
+        }
+    }
+    *latency = bench_now_ns() - t0;
+    return skipped == n - 1 ? (uint64_t)n : 0;
+}
+
+static uint64_t
+run_once(const struct bench_opts *o, struct bench_data *d, uint64_t *tasks,
+         uint64_t *latency)
 {
     struct bench_nq q0 = {0, 0, 0, 0, (int)o->param};
     struct bench_uts root = {BENCH_UTS_SEED, 0};
@@ -139,9 +203,15 @@ run_once(const struct bench_opts *o, struct bench_data *d, uint64_t *tasks)
     case BENCH_FANOUT:
         return fanout(o->param);
     case BENCH_FANOUT_EMPTY:
+    case BENCH_GATHER_EMPTY:
+    case BENCH_PFOR_EMPTY:
         return fanout_empty(o->param);
     case BENCH_GATHER:
         return gather(0, (int)o->param);
+    case BENCH_FAILFAST:
+        return failfast_run((int)o->param, latency);
+    case BENCH_CANCEL:
+        return cancel_run(o->param, latency);
     case BENCH_REDUCE:
         return bench_reduce_checksum(reduce(d->x, 0, d->nx));
     case BENCH_MATMUL:
@@ -156,7 +226,7 @@ static void
 print_expected(void)
 {
     for (int w = 0; w < BENCH_NWORKLOADS; w++) {
-        uint64_t sum[2], tasks[2];
+        uint64_t sum[2], tasks[2], lat;
 
         for (int full = 0; full < 2; full++) {
             struct bench_opts o;
@@ -170,7 +240,7 @@ print_expected(void)
             bench_data_setup(&o, &d);
             bench_data_reset(&d);
             tasks[full] = 0;
-            sum[full] = run_once(&o, &d, &tasks[full]);
+            sum[full] = run_once(&o, &d, &tasks[full], &lat);
             if (w != BENCH_NQUEENS && w != BENCH_UTS) {
                 tasks[full] = bench_tasks_formula(&o);
             }
@@ -197,15 +267,22 @@ main(int argc, char **argv)
     bench_print_header(&o, "plain C");
     bench_data_setup(&o, &d);
     for (int rep = -o.warmup; rep < o.reps; rep++) {
-        uint64_t t0, c0, t1, c1, sum;
+        uint64_t t0, c0, t1, c1, sum, lat = 0;
+        char extra[64] = "";
 
         bench_data_reset(&d);
         t0 = bench_now_ns();
         c0 = bench_cpu_ns();
-        sum = run_once(&o, &d, NULL);
+        sum = run_once(&o, &d, NULL, &lat);
         c1 = bench_cpu_ns();
         t1 = bench_now_ns();
-        bench_emit(&o, rep < 0 ? -1 : rep, t1 - t0, c1 - c0, sum, "");
+        if (bench_workloads[o.workload].latency) {
+            /* time_ns is the latency; the run's wall time goes along. */
+            snprintf(extra, sizeof(extra), "metric=latency total_ns=%llu",
+                     (unsigned long long)(t1 - t0));
+            t1 = t0 + lat;
+        }
+        bench_emit(&o, rep < 0 ? -1 : rep, t1 - t0, c1 - c0, sum, extra);
     }
     bench_data_free(&d);
     return 0;

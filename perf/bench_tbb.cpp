@@ -6,13 +6,26 @@
  * inline, wait(). The timed region is one task_arena(P)::execute, so P
  * counts the calling thread, as OpenMP's team and weft's P workers do.
  * The arena is created once per process and reused across repetitions.
+ *
+ * The combinator set: failfast propagates the leaf's failure as a C++
+ * exception through the nested task_groups (each wait() rethrows it, which
+ * cancels the enclosing group; nested groups' contexts are bound to their
+ * parent task's, so cancelling one cancels its subtree); leaves poll
+ * tbb::is_current_task_group_canceling(). cancel uses task_group::cancel().
+ * gather_empty is the fan-out of empty tasks (TBB has no gather object);
+ * pfor_empty is tbb::parallel_for with grain 1 and simple_partitioner.
  */
 #include "workloads.h"
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/partitioner.h>
 #include <tbb/task_arena.h>
 #include <tbb/task_group.h>
 #include <tbb/version.h>
 
+#include <atomic>
+#include <exception>
 #include <vector>
 
 static uint64_t
@@ -158,6 +171,156 @@ matmul(bench_data *d)
     return bench_matmul_checksum(d->c, d->n);
 }
 
+/* ---- The combinator set ---------------------------------------------- */
+
+static struct {
+    std::atomic<long> started, exited;
+    long rank, fail_index;
+    std::atomic<uint64_t> t_fail;
+    uint64_t t0, t_end;
+    unsigned int threads;
+} g_lat;
+
+struct leaf_failure : std::exception {
+    long index;
+    explicit leaf_failure(long i) : index(i)
+    {
+    }
+    const char *what() const noexcept override
+    {
+        return "leaf failed";
+    }
+};
+
+static uint64_t
+failfast(long index, int depth)
+{
+    uint64_t sums[BENCH_FAILFAST_FANOUT];
+    tbb::task_group g;
+    uint64_t sum = 0;
+
+    if (depth == 0) {
+        long r = g_lat.started.fetch_add(1);
+        uint64_t x = (uint64_t)index;
+
+        if (r == g_lat.rank) {
+            leaf_failure e(index);
+            g_lat.fail_index = index;
+            g_lat.exited.fetch_add(1);
+            g_lat.t_fail.store(bench_now_ns());
+            throw e;
+        }
+        for (int i = 0; i < BENCH_FAILFAST_STEPS; i++) {
+            if (tbb::is_current_task_group_canceling()) {
+                g_lat.exited.fetch_add(1);
+                return 0;
+            }
+            x = bench_failfast_step(x);
+        }
+        g_lat.exited.fetch_add(1);
+        __asm__ volatile("" : : "r"(x));
+        return 1;
+    }
+    for (int c = 0; c < BENCH_FAILFAST_FANOUT; c++) {
+        g.run([&sums, c, index, depth] {
+            sums[c] = failfast(index * BENCH_FAILFAST_FANOUT + c, depth - 1);
+        });
+    }
+    /* Rethrows a child's exception; returns canceled when an ancestor's
+     * group was cancelled (then the sums are not used). */
+    g.wait();
+    for (int c = 0; c < BENCH_FAILFAST_FANOUT; c++) {
+        sum += sums[c];
+    }
+    return sum;
+}
+
+static uint64_t
+failfast_root(int depth)
+{
+    tbb::task_group g;
+    long caught = -1;
+
+    g.run([depth] { failfast(0, depth); });
+    try {
+        g.wait();
+    } catch (const leaf_failure &e) {
+        caught = e.index;
+    }
+    g_lat.t_end = bench_now_ns();
+    bool ok = caught == g_lat.fail_index &&
+              g_lat.started.load() == g_lat.exited.load() &&
+              g_lat.started.load() > g_lat.rank;
+    if (!ok) {
+        fprintf(stderr,
+                "failfast: caught leaf %ld (want %ld), leaves started %ld, "
+                "exited %ld\n",
+                caught, g_lat.fail_index, g_lat.started.load(),
+                g_lat.exited.load());
+    }
+    return ok ? (uint64_t)g_lat.rank : 0;
+}
+
+static uint64_t
+cancel(long n)
+{
+    tbb::task_group g;
+
+    for (long i = 0; i < n; i++) {
+        g.run([&g] {
+            long r = g_lat.started.fetch_add(1) + 1;
+            if (r == (long)g_lat.threads) {
+                g_lat.t0 = bench_now_ns();
+                g.cancel();
+            }
+            while (!tbb::is_current_task_group_canceling()) {
+            }
+            g_lat.exited.fetch_add(1);
+        });
+    }
+    tbb::task_group_status st = g.wait();
+    g_lat.t_end = bench_now_ns();
+    bool ok =
+        st == tbb::canceled && g_lat.started.load() == g_lat.exited.load();
+    if (!ok) {
+        fprintf(stderr, "cancel: status %d, started %ld, exited %ld\n", (int)st,
+                g_lat.started.load(), g_lat.exited.load());
+    }
+    return ok ? (uint64_t)n : 0;
+}
+
+static uint64_t
+pfor_empty(long n, uint64_t *out)
+{
+    uint64_t sum = 0;
+
+    tbb::parallel_for(
+        tbb::blocked_range<long>(0, n, 1),
+        [out](const tbb::blocked_range<long> &r) {
+            for (long i = r.begin(); i != r.end(); ++i) {
+                out[i] = (uint64_t)i;
+            }
+        },
+        tbb::simple_partitioner());
+    for (long i = 0; i < n; i++) {
+        sum += out[i];
+    }
+    return sum;
+}
+
+static void
+latency_reset(const bench_opts &o)
+{
+    g_lat.started.store(0);
+    g_lat.exited.store(0);
+    g_lat.t_fail.store(0);
+    g_lat.rank =
+        o.workload == BENCH_FAILFAST ? bench_failfast_rank((int)o.param) : 0;
+    g_lat.fail_index = -1;
+    g_lat.t0 = g_lat.t_end = 0;
+    g_lat.threads = o.threads;
+}
+
 static uint64_t
 run_root(const bench_opts &o, bench_data *d, uint64_t *out)
 {
@@ -181,6 +344,14 @@ run_root(const bench_opts &o, bench_data *d, uint64_t *out)
         return bench_reduce_checksum(reduce(d->x, 0, d->nx));
     case BENCH_MATMUL:
         return matmul(d);
+    case BENCH_FAILFAST:
+        return failfast_root((int)o.param);
+    case BENCH_CANCEL:
+        return cancel(o.param);
+    case BENCH_GATHER_EMPTY:
+        return fanout(o.param, out, true);
+    case BENCH_PFOR_EMPTY:
+        return pfor_empty(o.param, out);
     default:
         bench_die("unknown workload");
     }
@@ -198,20 +369,35 @@ main(int argc, char **argv)
     snprintf(version, sizeof(version), "oneTBB %s", TBB_VERSION_STRING);
     bench_print_header(&o, version);
     bench_data_setup(&o, &d);
-    if (o.workload == BENCH_FANOUT || o.workload == BENCH_FANOUT_EMPTY) {
+    if (o.workload == BENCH_FANOUT || o.workload == BENCH_FANOUT_EMPTY ||
+        o.workload == BENCH_GATHER_EMPTY || o.workload == BENCH_PFOR_EMPTY) {
         out.resize((size_t)o.param);
     }
     tbb::task_arena arena((int)o.threads);
     for (int rep = -o.warmup; rep < o.reps; rep++) {
-        uint64_t t0, c0, t1, c1, sum = 0;
+        uint64_t t0, c0, t1, c1, sum = 0, time_ns;
+        char extra[64] = "";
 
         bench_data_reset(&d);
+        latency_reset(o);
         t0 = bench_now_ns();
         c0 = bench_cpu_ns();
         arena.execute([&] { sum = run_root(o, &d, out.data()); });
         c1 = bench_cpu_ns();
         t1 = bench_now_ns();
-        bench_emit(&o, rep < 0 ? -1 : rep, t1 - t0, c1 - c0, sum, "");
+        time_ns = t1 - t0;
+        if (bench_workloads[o.workload].latency) {
+            uint64_t from =
+                o.workload == BENCH_FAILFAST ? g_lat.t_fail.load() : g_lat.t0;
+            if (from == 0 || g_lat.t_end < from) {
+                bench_die("%s: no latency recorded",
+                          bench_workloads[o.workload].name);
+            }
+            time_ns = g_lat.t_end - from;
+            snprintf(extra, sizeof(extra), "metric=latency total_ns=%llu",
+                     (unsigned long long)(t1 - t0));
+        }
+        bench_emit(&o, rep < 0 ? -1 : rep, time_ns, c1 - c0, sum, extra);
     }
     bench_data_free(&d);
     return 0;

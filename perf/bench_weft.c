@@ -9,8 +9,9 @@
  * all children, then joins them newest first: that order finds each child
  * still at the bottom of the joiner's own deque unless a thief took it,
  * so the join pops it and runs it inline (the LIFO-friendly order).
- * Gather combinators do not exist yet; the fan-outs are spawn-all and
- * join-all by hand.
+ * The core fan-outs stay spawn-all and join-all by hand (they measure the
+ * spawn/join path); the combinator set uses weft_gather, task groups and
+ * weft_parallel_for (see the section below).
  *
  * The executor is created once per process with P workers and reused for
  * every repetition; the timed region is one weft_executor_run() from
@@ -19,6 +20,8 @@
  * snapshots taken around the timed region.
  */
 #include "workloads.h"
+
+#include <stdatomic.h>
 
 #include <weft.h>
 
@@ -264,6 +267,258 @@ matmul_root(weft_task_t *self, void *arg, weft_value_t *result)
     return WEFT_OK;
 }
 
+/* ---- The combinator set ------------------------------------------------
+ *
+ * failfast: every inner node spawns BENCH_FAILFAST_FANOUT children, makes
+ * one weft_gather of them under its own task token (so that its being
+ * cancelled cancels the gather and, through it, the subtree) and waits
+ * for it; a failure is passed up as is (weft_task_fail_with keeps the
+ * leaf's origin). Leaves poll weft_task_is_cancelled() between steps. The
+ * leaf that is the rank-th to start fails; t_fail is taken just before it
+ * returns, t_end in the root task right after the tree's future has ended
+ * (the gather guarantees every child had stopped by then).
+ */
+static struct {
+    atomic_long started; /* leaves whose body began */
+    atomic_long exited;  /* leaves whose body returned */
+    long rank;
+    uint64_t fail_task_id;
+    atomic_uint_fast64_t t_fail;
+    uint64_t t0, t_end; /* cancel: t0 = the cancel, t_end = join return */
+    weft_group_t *group;
+    unsigned int threads;
+} g_lat;
+
+static weft_status_t
+failfast_task(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    intptr_t packed = (intptr_t)arg;
+    int depth = bench_gather_depth(packed);
+    long index = bench_gather_index(packed);
+    weft_future_t *futs[BENCH_FAILFAST_FANOUT];
+    weft_value_t vals[BENCH_FAILFAST_FANOUT];
+    weft_executor_t *ex;
+    weft_future_t *g;
+    weft_status_t st;
+
+    if (depth == 0) {
+        long r = atomic_fetch_add(&g_lat.started, 1);
+        uint64_t x = (uint64_t)index;
+
+        if (r == g_lat.rank) {
+            g_lat.fail_task_id = weft_task_id(self);
+            st = weft_task_fail(self, WEFT_EUSER, "leaf %ld failed", index);
+            atomic_fetch_add(&g_lat.exited, 1);
+            atomic_store(&g_lat.t_fail, bench_now_ns());
+            return st;
+        }
+        for (int i = 0; i < BENCH_FAILFAST_STEPS; i++) {
+            if (weft_task_is_cancelled(self)) {
+                atomic_fetch_add(&g_lat.exited, 1);
+                return WEFT_ECANCELED;
+            }
+            x = bench_failfast_step(x);
+        }
+        atomic_fetch_add(&g_lat.exited, 1);
+        __asm__ volatile("" : : "r"(x)); /* keep the steps */
+        result->u64 = 1;
+        return WEFT_OK;
+    }
+    ex = weft_task_executor(self);
+    for (int c = 0; c < BENCH_FAILFAST_FANOUT; c++) {
+        intptr_t child =
+            bench_gather_pack(index * BENCH_FAILFAST_FANOUT + c, depth - 1);
+        check(weft_spawn(ex, failfast_task, (void *)child, &futs[c]),
+              "weft_spawn");
+    }
+    weft_combine_opts_t co = {.token = weft_task_token(self), .adopt = true};
+    check(weft_gather(ex, futs, BENCH_FAILFAST_FANOUT, &co, &g), "weft_gather");
+    st = weft_future_wait(g);
+    if (st == WEFT_OK) {
+        check(weft_combine_values(g, vals, BENCH_FAILFAST_FANOUT),
+              "weft_combine_values");
+        result->u64 = 0;
+        for (int c = 0; c < BENCH_FAILFAST_FANOUT; c++) {
+            result->u64 += vals[c].u64;
+        }
+    } else if (st != WEFT_ECANCELED) {
+        st = weft_task_fail_with(self, weft_future_error(g));
+    }
+    weft_future_release(g);
+    return st;
+}
+
+static weft_status_t
+failfast_root(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    weft_future_t *f;
+    weft_status_t st;
+    weft_error_t *e;
+    int ok;
+
+    check(weft_spawn(weft_task_executor(self), failfast_task, arg, &f),
+          "weft_spawn");
+    st = weft_future_wait(f);
+    g_lat.t_end = bench_now_ns();
+    e = weft_future_error(f);
+    /* The root failed, with the leaf's own error (origin kept through every
+     * level), and no leaf body is still running. */
+    ok = st == WEFT_EUSER && e != NULL &&
+         weft_error_task_id(e) == g_lat.fail_task_id &&
+         atomic_load(&g_lat.started) == atomic_load(&g_lat.exited) &&
+         atomic_load(&g_lat.started) > g_lat.rank;
+    if (!ok) {
+        fprintf(stderr,
+                "failfast: root %s, error from task %llu (want %llu), "
+                "leaves started %ld, exited %ld\n",
+                weft_status_name(st),
+                (unsigned long long)(e ? weft_error_task_id(e) : 0),
+                (unsigned long long)g_lat.fail_task_id,
+                (long)atomic_load(&g_lat.started),
+                (long)atomic_load(&g_lat.exited));
+    }
+    weft_future_release(f);
+    result->u64 = ok ? (uint64_t)g_lat.rank : 0;
+    return WEFT_OK;
+}
+
+/*
+ * cancel: a task group of n children that spin, polling
+ * weft_task_is_cancelled(), until cancelled. The child that is the P-th to
+ * start (so every worker is running one) takes t0 and cancels the group
+ * with weft_group_cancel(); the root, which joined the group right after
+ * spawning every child (and so runs children itself while it waits),
+ * takes t_end when weft_group_join() returns. Children that had not
+ * started end cancelled without running.
+ */
+static weft_status_t
+cancel_child(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    long r = atomic_fetch_add(&g_lat.started, 1) + 1;
+
+    (void)arg;
+    (void)result;
+    if (r == (long)g_lat.threads) {
+        g_lat.t0 = bench_now_ns();
+        check(weft_group_cancel(g_lat.group, NULL), "weft_group_cancel");
+    }
+    while (!weft_task_is_cancelled(self)) {
+    }
+    atomic_fetch_add(&g_lat.exited, 1);
+    return WEFT_ECANCELED;
+}
+
+static weft_status_t
+cancel_root(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    long n = (long)(intptr_t)arg;
+    weft_group_opts_t go = {.name = "cancel"};
+    weft_status_t st;
+    long cancelled = 0;
+
+    check(weft_group_create(weft_task_executor(self), &go, &g_lat.group),
+          "weft_group_create");
+    for (long i = 0; i < n; i++) {
+        check(weft_group_spawn(g_lat.group, NULL, cancel_child, NULL, NULL),
+              "weft_group_spawn");
+    }
+    st = weft_group_join(g_lat.group);
+    g_lat.t_end = bench_now_ns();
+    for (size_t i = 0; i < weft_group_size(g_lat.group); i++) {
+        weft_child_result_t c;
+
+        check(weft_group_child(g_lat.group, i, &c), "weft_group_child");
+        cancelled += c.outcome == WEFT_OUTCOME_CANCELLED;
+    }
+    if (st != WEFT_ECANCELED || cancelled != n ||
+        atomic_load(&g_lat.started) != atomic_load(&g_lat.exited)) {
+        fprintf(stderr,
+                "cancel: join %s, %ld of %ld cancelled, started %ld, "
+                "exited %ld\n",
+                weft_status_name(st), cancelled, n,
+                (long)atomic_load(&g_lat.started),
+                (long)atomic_load(&g_lat.exited));
+        cancelled = 0;
+    }
+    check(weft_group_destroy(g_lat.group), "weft_group_destroy");
+    g_lat.group = NULL;
+    result->u64 = (uint64_t)cancelled;
+    return WEFT_OK;
+}
+
+/* gather_empty: n empty tasks, one weft_gather (adopting every future),
+ * wait, read the values from the ledger. */
+static weft_value_t *g_vals;
+
+static weft_status_t
+gather_empty_root(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    long n = (long)(intptr_t)arg;
+    weft_executor_t *ex = weft_task_executor(self);
+    weft_combine_opts_t co = {.adopt = true};
+    weft_future_t *g;
+    uint64_t sum = 0;
+
+    for (long i = 0; i < n; i++) {
+        check(weft_spawn(ex, empty_task, (void *)(intptr_t)i, &g_futs[i]),
+              "weft_spawn");
+    }
+    check(weft_gather(ex, g_futs, (size_t)n, &co, &g), "weft_gather");
+    check(weft_future_wait(g), "gather");
+    check(weft_combine_values(g, g_vals, (size_t)n), "weft_combine_values");
+    check(weft_future_release(g), "weft_future_release");
+    for (long i = 0; i < n; i++) {
+        sum += g_vals[i].u64;
+    }
+    result->u64 = sum;
+    return WEFT_OK;
+}
+
+/* pfor_empty: weft_parallel_for with grain 1, so every index is one body
+ * call, over a body that writes out[i] = i (as the TBB and OpenMP
+ * fan-outs do); the sum is taken afterwards. */
+static weft_status_t
+pfor_body(weft_task_t *self, void *arg, size_t lo, size_t hi)
+{
+    uint64_t *out = (uint64_t *)arg;
+
+    (void)self;
+    for (size_t i = lo; i < hi; i++) {
+        out[i] = (uint64_t)i;
+    }
+    return WEFT_OK;
+}
+
+static weft_status_t
+pfor_empty_root(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    long n = (long)(intptr_t)arg;
+    uint64_t *out = (uint64_t *)g_vals;
+    weft_for_opts_t fo = {.grain = 1};
+    uint64_t sum = 0;
+
+    check(weft_parallel_for(weft_task_executor(self), 0, (size_t)n, &fo,
+                            pfor_body, out, NULL),
+          "weft_parallel_for");
+    for (long i = 0; i < n; i++) {
+        sum += out[i];
+    }
+    result->u64 = sum;
+    return WEFT_OK;
+}
+
+static void
+latency_reset(unsigned int threads, long param)
+{
+    atomic_store(&g_lat.started, 0);
+    atomic_store(&g_lat.exited, 0);
+    atomic_store(&g_lat.t_fail, 0);
+    g_lat.rank = bench_failfast_rank((int)param);
+    g_lat.fail_task_id = 0;
+    g_lat.t0 = g_lat.t_end = 0;
+    g_lat.threads = threads;
+}
+
 static uint64_t
 run_root(weft_executor_t *ex, const struct bench_opts *o)
 {
@@ -302,6 +557,29 @@ run_root(weft_executor_t *ex, const struct bench_opts *o)
         return bench_reduce_checksum(v.f64);
     case BENCH_MATMUL:
         check(weft_executor_run(ex, matmul_root, NULL, &v), "run");
+        return v.u64;
+    case BENCH_FAILFAST:
+        latency_reset(o->threads, o->param);
+        check(weft_executor_run(ex, failfast_root,
+                                (void *)bench_gather_pack(0, (int)o->param),
+                                &v),
+              "run");
+        return v.u64;
+    case BENCH_CANCEL:
+        latency_reset(o->threads, o->param);
+        check(
+            weft_executor_run(ex, cancel_root, (void *)(intptr_t)o->param, &v),
+            "run");
+        return v.u64;
+    case BENCH_GATHER_EMPTY:
+        check(weft_executor_run(ex, gather_empty_root,
+                                (void *)(intptr_t)o->param, &v),
+              "run");
+        return v.u64;
+    case BENCH_PFOR_EMPTY:
+        check(weft_executor_run(ex, pfor_empty_root, (void *)(intptr_t)o->param,
+                                &v),
+              "run");
         return v.u64;
     default:
         bench_die("unknown workload");
@@ -371,8 +649,14 @@ main(int argc, char **argv)
     bench_print_header(&o, version);
     bench_data_setup(&o, &d);
     g_data = &d;
+    if (o.workload == BENCH_GATHER_EMPTY || o.workload == BENCH_PFOR_EMPTY) {
+        g_vals = (weft_value_t *)calloc((size_t)o.param, sizeof(*g_vals));
+        if (g_vals == NULL) {
+            bench_die("out of memory");
+        }
+    }
     if (o.workload == BENCH_FANOUT || o.workload == BENCH_FANOUT_EMPTY ||
-        o.workload == BENCH_MATMUL) {
+        o.workload == BENCH_MATMUL || o.workload == BENCH_GATHER_EMPTY) {
         long n = o.workload == BENCH_MATMUL ? (o.param / BENCH_MATMUL_BLOCK) *
                                                   (o.param / BENCH_MATMUL_BLOCK)
                                             : o.param;
@@ -388,14 +672,15 @@ main(int argc, char **argv)
     check(weft_executor_create(&cfg, &ex), "weft_executor_create");
     before = (weft_worker_stats_t *)calloc(o.threads, sizeof(*before));
     after = (weft_worker_stats_t *)calloc(o.threads, sizeof(*after));
-    extra_len = 160 + (size_t)o.threads * 130;
+    extra_len = 224 + (size_t)o.threads * 130;
     extra = (char *)malloc(extra_len);
     if (before == NULL || after == NULL || extra == NULL) {
         bench_die("out of memory");
     }
 
     for (int rep = -o.warmup; rep < o.reps; rep++) {
-        uint64_t t0, c0, t1, c1, sum;
+        uint64_t t0, c0, t1, c1, sum, time_ns;
+        int off = 0;
 
         bench_data_reset(&d);
         snapshot(ex, before, o.threads);
@@ -405,8 +690,23 @@ main(int argc, char **argv)
         c1 = bench_cpu_ns();
         t1 = bench_now_ns();
         snapshot(ex, after, o.threads);
-        format_stats(extra, extra_len, before, after, o.threads);
-        bench_emit(&o, rep < 0 ? -1 : rep, t1 - t0, c1 - c0, sum, extra);
+        time_ns = t1 - t0;
+        if (bench_workloads[o.workload].latency) {
+            /* time_ns is the latency; the run's wall time goes along. */
+            uint64_t from = o.workload == BENCH_FAILFAST
+                                ? (uint64_t)atomic_load(&g_lat.t_fail)
+                                : g_lat.t0;
+            if (from == 0 || g_lat.t_end < from) {
+                bench_die("%s: no latency recorded",
+                          bench_workloads[o.workload].name);
+            }
+            time_ns = g_lat.t_end - from;
+            off = snprintf(extra, extra_len, "metric=latency total_ns=%llu ",
+                           (unsigned long long)(t1 - t0));
+        }
+        format_stats(extra + off, extra_len - (size_t)off, before, after,
+                     o.threads);
+        bench_emit(&o, rep < 0 ? -1 : rep, time_ns, c1 - c0, sum, extra);
     }
 
     check(weft_executor_destroy(ex), "weft_executor_destroy");
@@ -414,6 +714,7 @@ main(int argc, char **argv)
     free(before);
     free(after);
     free(g_futs);
+    free(g_vals);
     bench_data_free(&d);
     return 0;
 }

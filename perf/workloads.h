@@ -2,7 +2,7 @@
  * workloads.h - workload definitions shared by every benchmark runtime.
  *
  * Each runtime (bench_seq.c, bench_weft.c, bench_omp.c, bench_tbb.cpp)
- * implements the same eight workloads with the same task structure and the
+ * implements the same workloads with the same task structure and the
  * same leaf kernels, all defined here, so the only thing that differs
  * between two binaries is how tasks are spawned and joined. Every run
  * computes a checksum that must match the expected value below (or, for a
@@ -57,6 +57,14 @@
 #define BENCH_MATMUL_BLOCK 64
 #define BENCH_MATMUL_SEED 0x3A73ULL
 #define BENCH_NQUEENS_MAX 16
+/* First-failure propagation: a tree of nested gathers, every inner node
+ * fans out to this many children; param = depth, so 10^depth leaves. Each
+ * leaf runs STEPS steps of SPIN iterations (about 1 us in all), polling
+ * its cancellation between steps; the leaf that is the (leaves/2)-th to
+ * start fails instead. */
+#define BENCH_FAILFAST_FANOUT 10
+#define BENCH_FAILFAST_STEPS 8
+#define BENCH_FAILFAST_SPIN 75
 
 enum bench_workload_id {
     BENCH_FIB,
@@ -67,8 +75,17 @@ enum bench_workload_id {
     BENCH_GATHER,
     BENCH_REDUCE,
     BENCH_MATMUL,
+    /* The combinator set (run.sh combinators; not in quick). */
+    BENCH_FAILFAST,
+    BENCH_CANCEL,
+    BENCH_GATHER_EMPTY,
+    BENCH_PFOR_EMPTY,
     BENCH_NWORKLOADS
 };
+
+/* Workload sets, chosen with --list-set. */
+#define BENCH_SET_CORE 0
+#define BENCH_SET_COMBINATORS 1
 
 struct bench_workload {
     const char *name;
@@ -78,6 +95,8 @@ struct bench_workload {
     uint64_t sum_quick, sum_full;
     uint64_t tasks_quick, tasks_full;
     const char *what;
+    int set;     /* BENCH_SET_CORE or BENCH_SET_COMBINATORS */
+    int latency; /* 1: time_ns is a latency, not the run's wall time */
 };
 
 /*
@@ -87,26 +106,47 @@ struct bench_workload {
  */
 static const struct bench_workload bench_workloads[BENCH_NWORKLOADS] = {
     {"fib", "n", 30, 35, 0xcb228ULL, 0x8cccc9ULL, 1346268ULL, 14930351ULL,
-     "fib(n), one task per call, no cutoff"},
+     "fib(n), one task per call, no cutoff", BENCH_SET_CORE, 0},
     {"nqueens", "n", 10, 12, 0x2d4ULL, 0x3778ULL, 35538ULL, 856188ULL,
-     "n-queens solutions, one task per placement"},
+     "n-queens solutions, one task per placement", BENCH_SET_CORE, 0},
     {"uts", "root_children", 8000, 80000, 0x55df39d446a859bfULL,
      0xd3e4a9f8d50e084aULL, 1146768ULL, 13138684ULL,
-     "unbalanced binomial tree, one task per node, ~0.2 us per node"},
+     "unbalanced binomial tree, one task per node, ~0.2 us per node",
+     BENCH_SET_CORE, 0},
     {"fanout", "tasks", 200000, 1000000, 0x6f1993b6161757fULL,
      0xa0e89161e75be78fULL, 200000ULL, 1000000ULL,
-     "flat fan-out of ~1 us tasks, gathered at the end"},
+     "flat fan-out of ~1 us tasks, gathered at the end", BENCH_SET_CORE, 0},
     {"fanout_empty", "tasks", 1000000, 1000000, 0x746a4ae6e0ULL,
      0x746a4ae6e0ULL, 1000000ULL, 1000000ULL,
-     "flat fan-out of empty tasks, gathered at the end"},
+     "flat fan-out of empty tasks, gathered at the end", BENCH_SET_CORE, 0},
     {"gather", "depth", 6, 7, 0x48f40f8b25b93d38ULL, 0x4889967b24c2d58dULL,
      299592ULL, 2396744ULL,
-     "nested fan-outs of 8 children, each gathered by its parent"},
+     "nested fan-outs of 8 children, each gathered by its parent",
+     BENCH_SET_CORE, 0},
     {"reduce", "doubles", 10000000, 100000000, 0x4c49ce1df3ULL,
      0x2fae6f80160ULL, 1023ULL, 8191ULL,
-     "recursive parallel sum of doubles, 16384-element leaves"},
+     "recursive parallel sum of doubles, 16384-element leaves", BENCH_SET_CORE,
+     0},
     {"matmul", "n", 512, 2048, 0xc4798cce3f58ULL, 0x30fcba8c3339014ULL, 64ULL,
-     1024ULL, "blocked n x n matrix multiply, one task per 64x64 block of C"},
+     1024ULL, "blocked n x n matrix multiply, one task per 64x64 block of C",
+     BENCH_SET_CORE, 0},
+    {"failfast", "depth", 5, 6, 50000ULL, 500000ULL, 111110ULL, 1111110ULL,
+     "first-failure latency: tree of nested gathers, 10^depth leaves, the "
+     "(leaves/2)-th leaf to start fails; time = its failure to the root's "
+     "end",
+     BENCH_SET_COMBINATORS, 1},
+    {"cancel", "tasks", 10000, 100000, 10000ULL, 100000ULL, 10000ULL, 100000ULL,
+     "cancellation latency: group of polling tasks, cancelled once P "
+     "run; time = cancel to join",
+     BENCH_SET_COMBINATORS, 1},
+    {"gather_empty", "tasks", 1000000, 1000000, 0x746a4ae6e0ULL,
+     0x746a4ae6e0ULL, 1000000ULL, 1000000ULL,
+     "fan-out of empty tasks joined by one gather combinator",
+     BENCH_SET_COMBINATORS, 0},
+    {"pfor_empty", "indices", 1000000, 1000000, 0x746a4ae6e0ULL,
+     0x746a4ae6e0ULL, 1000000ULL, 1000000ULL,
+     "parallel-for with grain 1 over an empty body (out[i] = i)",
+     BENCH_SET_COMBINATORS, 0},
 };
 
 struct bench_opts {
@@ -269,6 +309,32 @@ static inline int
 bench_gather_depth(intptr_t packed)
 {
     return (int)((uint64_t)packed & 0xff);
+}
+
+/* failfast: leaves of a tree of the given depth, and the start rank of
+ * the leaf that fails (0-based: that many leaves started before it). */
+static inline long
+bench_failfast_leaves(int depth)
+{
+    long n = 1;
+
+    for (int d = 0; d < depth; d++) {
+        n *= BENCH_FAILFAST_FANOUT;
+    }
+    return n;
+}
+
+static inline long
+bench_failfast_rank(int depth)
+{
+    return bench_failfast_leaves(depth) / 2;
+}
+
+/* One step of a failfast leaf's work (the leaf polls between steps). */
+static inline uint64_t
+bench_failfast_step(uint64_t x)
+{
+    return bench_spin(x, BENCH_FAILFAST_SPIN);
 }
 
 /* reduce: values k/16 with k < 2^16, so every partial sum is exact and
@@ -503,7 +569,16 @@ bench_tasks_formula(const struct bench_opts *o)
         return o->param < 2 ? 0 : bench_fib_value(o->param + 1) - 1;
     case BENCH_FANOUT:
     case BENCH_FANOUT_EMPTY:
+    case BENCH_CANCEL:
+    case BENCH_GATHER_EMPTY:
+    case BENCH_PFOR_EMPTY:
         return (uint64_t)o->param;
+    case BENCH_FAILFAST:
+        for (long d = 0; d < o->param; d++) {
+            level *= BENCH_FAILFAST_FANOUT;
+            t += level;
+        }
+        return t;
     case BENCH_GATHER:
         for (long d = 0; d < o->param; d++) {
             level *= BENCH_GATHER_FANOUT;
@@ -528,7 +603,7 @@ bench_usage(const char *prog)
     fprintf(stderr,
             "usage: %s --workload W [--threads P] [--size quick|full]\n"
             "          [--param N] [--reps K] [--warmup W]\n"
-            "       %s --list\n"
+            "       %s --list | --list-set core|combinators\n"
             "workloads:\n",
             prog, prog);
     for (int i = 0; i < BENCH_NWORKLOADS; i++) {
@@ -559,6 +634,16 @@ bench_parse(int argc, char **argv, const char *runtime, struct bench_opts *o)
         if (strcmp(a, "--list") == 0) {
             for (int k = 0; k < BENCH_NWORKLOADS; k++) {
                 printf("%s\n", bench_workloads[k].name);
+            }
+            exit(0);
+        } else if (strcmp(a, "--list-set") == 0 && i + 1 < argc) {
+            int set = strcmp(argv[i + 1], "combinators") == 0
+                          ? BENCH_SET_COMBINATORS
+                          : BENCH_SET_CORE;
+            for (int k = 0; k < BENCH_NWORKLOADS; k++) {
+                if (bench_workloads[k].set == set) {
+                    printf("%s\n", bench_workloads[k].name);
+                }
             }
             exit(0);
         } else if (strcmp(a, "--print-expected") == 0) {
@@ -618,6 +703,18 @@ bench_parse(int argc, char **argv, const char *runtime, struct bench_opts *o)
     }
     if (o->workload == BENCH_GATHER && (o->param < 1 || o->param > 9)) {
         bench_die("gather depth must be 1..9");
+    }
+    if (o->workload == BENCH_FAILFAST && (o->param < 1 || o->param > 7)) {
+        bench_die("failfast depth must be 1..7");
+    }
+    if ((o->workload == BENCH_CANCEL || o->workload == BENCH_GATHER_EMPTY ||
+         o->workload == BENCH_PFOR_EMPTY) &&
+        o->param < 1) {
+        bench_die("%s needs at least 1 task",
+                  bench_workloads[o->workload].name);
+    }
+    if (o->workload == BENCH_CANCEL && o->param < (long)o->threads) {
+        bench_die("cancel needs at least as many tasks as threads");
     }
 }
 
