@@ -3,7 +3,8 @@
 
 usage: report.py report OUTDIR      table.txt (stdout), results.csv,
                                     reps.csv, results.json, weft_workers.csv,
-                                    speedup.png, speedup_seq.png, overhead.png
+                                    speedup.png, speedup_seq.png, overhead.png,
+                                    latency.png (when latency workloads ran)
        report.py callgrind RAWFILE  instructions per fib spawn (stdout)
        report.py busy OUTDIR        the one-core-busy comparison (stdout)
 
@@ -35,7 +36,8 @@ def parse_raw(path):
                 failed.append(kv)
                 continue
             for k in ("threads", "rep", "time_ns", "cpu_ns", "tasks",
-                      "checksum", "verified", "param") + tuple(WEFT_FIELDS):
+                      "checksum", "verified", "param",
+                      "total_ns") + tuple(WEFT_FIELDS):
                 if k in kv:
                     kv[k] = int(kv[k])
             rows.append(kv)
@@ -82,6 +84,13 @@ def check_checksums(rows):
     return bad
 
 
+def is_latency(rows_or_stat):
+    """Latency workloads: time_ns is the measured latency, not the run."""
+    if isinstance(rows_or_stat, dict):
+        return rows_or_stat.get("metric") == "latency"
+    return any(r.get("metric") == "latency" for r in rows_or_stat)
+
+
 def summarize(rows):
     g = group(rows)
     tseq = {}
@@ -106,6 +115,24 @@ def summarize(rows):
             "ns_per_task": med / tasks if tasks else float("nan"),
         }
         s["cpu_per_wall"] = s["cpu_ns"] / med if med else float("nan")
+        if is_latency(rs):
+            # time_ns is a latency: scaling and per-task figures do not
+            # apply; the run's own wall time goes along as total_ns.
+            s["metric"] = "latency"
+            tot = [r["total_ns"] for r in rs if "total_ns" in r]
+            s["total_ns"] = median(tot) if tot else float("nan")
+            s["cpu_per_wall"] = (s["cpu_ns"] / s["total_ns"]
+                                 if tot and s["total_ns"] else float("nan"))
+            s["ns_per_task"] = float("nan")
+            for k in ("speedup_t1", "eff_t1", "speedup_seq", "eff_seq",
+                      "overhead_ns_per_task"):
+                s[k] = float("nan")
+            if rt == "weft":
+                for k in WEFT_FIELDS:
+                    vals = [r[k] for r in rs if k in r]
+                    s[k] = median(vals) if vals else float("nan")
+            stats.append(s)
+            continue
         base1 = t1.get((w, rt))
         s["speedup_t1"] = base1 / med if base1 else float("nan")
         s["eff_t1"] = s["speedup_t1"] / p
@@ -127,7 +154,8 @@ def summarize(rows):
 
 
 WORKLOADS = ["fib", "nqueens", "uts", "fanout", "fanout_empty", "gather",
-             "reduce", "matmul"]
+             "reduce", "matmul", "gather_empty", "pfor_empty", "failfast",
+             "cancel"]
 
 
 def workload_order(w):
@@ -159,6 +187,8 @@ def print_table(stats, out):
     print("-" * len(hdr), file=out)
     last = None
     for s in stats:
+        if s.get("metric") == "latency":
+            continue
         if last is not None and s["workload"] != last:
             print("", file=out)
         last = s["workload"]
@@ -173,6 +203,40 @@ def print_table(stats, out):
                  fmt(s["cpu_per_wall"], ".2f"),
                  fmt_count(s.get("stolen")), fmt_count(s.get("parks"))),
               file=out)
+
+
+def print_latency_table(stats, out):
+    """Latency workloads: median/p10/p90 in microseconds, and each
+    runtime's median over weft's at the same thread count (same run)."""
+    lat = [s for s in stats if s.get("metric") == "latency"]
+    if not lat:
+        return
+    hdr = ("%-10s %-6s %3s %4s %10s %10s %10s %10s %8s %8s %9s"
+           % ("latency", "rt", "P", "n", "median_us", "p10_us", "p90_us",
+              "min_us", "rt/weft", "run_ms", "steals"))
+    print(hdr, file=out)
+    print("-" * len(hdr), file=out)
+    last = None
+    for s in lat:
+        if last is not None and s["workload"] != last:
+            print("", file=out)
+        last = s["workload"]
+        wf = lookup(stats, s["workload"], "weft", s["threads"])
+        ratio = (s["median_ns"] / wf["median_ns"]
+                 if wf and wf["median_ns"] else float("nan"))
+        print("%-10s %-6s %3d %4d %10s %10s %10s %10s %8s %8s %9s"
+              % (s["workload"], s["runtime"], s["threads"], s["reps"],
+                 fmt(s["median_ns"] / 1e3, ".1f"),
+                 fmt(s["p10_ns"] / 1e3, ".1f"),
+                 fmt(s["p90_ns"] / 1e3, ".1f"),
+                 fmt(s["min_ns"] / 1e3, ".1f"), fmt(ratio, ".2f"),
+                 fmt(s["total_ns"] / 1e6, ".1f"),
+                 fmt_count(s.get("stolen"))),
+              file=out)
+    print("failfast: from the failing leaf's return to the root's end, every "
+          "task stopped; cancel: from the\ncancel call to the group's join "
+          "returning. rt/weft > 1: slower than weft. run_ms: the whole run "
+          "(median).", file=out)
 
 
 def lookup(stats, w, rt, p):
@@ -231,6 +295,36 @@ def print_headlines(stats, cg, out):
     lines.append(("matmul Tseq/T%d" % pmax,
                   [seq_ratio("matmul", rt, pmax, inverse=True)
                    for rt in rts]))
+    # The combinator set (run.sh combinators / full); only the lines of
+    # workloads that ran.
+    comb = []
+    for p in sorted({1, pmax}):
+        comb.append(("gather_empty (1M, one gather) ns/task, P=%d" % p,
+                      [val("gather_empty", rt, p, "ns_per_task", ".1f")
+                       for rt in rts]))
+    for p in sorted({1, pmax}):
+        comb.append(("pfor_empty (1M, grain 1) ns/index, P=%d" % p,
+                      [val("pfor_empty", rt, p, "ns_per_task", ".1f")
+                       for rt in rts]))
+    for w in ("failfast", "cancel"):
+        for p in sorted({1, pmax}):
+            comb.append(("%s latency us (median), P=%d" % (w, p),
+                          [fmt(lookup(stats, w, rt, p)["median_ns"] / 1e3,
+                               ".1f") if lookup(stats, w, rt, p) else "-"
+                           for rt in rts]))
+    if any(s["workload"] == "gather_empty" for s in stats) and \
+            any(s["workload"] == "fanout_empty" for s in stats):
+        for p in sorted({1, pmax}):
+            g, f = (lookup(stats, "gather_empty", "weft", p),
+                    lookup(stats, "fanout_empty", "weft", p))
+            comb.append(("weft gather_empty / fanout_empty time, P=%d" % p,
+                         ["%.2f" % (g["median_ns"] / f["median_ns"])
+                          if g and f and rt == "weft" else "-"
+                          for rt in rts]))
+    lines += comb
+    # Only the lines of workloads that ran (a WORKLOADS subset, or the
+    # combinators mode, leaves the others empty).
+    lines = [l for l in lines if any(v != "-" for v in l[1])] or lines
     width = max(len(l[0]) for l in lines)
     print("%-*s %s" % (width, "headline figures (medians)",
                        " ".join("%9s" % rt for rt in rts)), file=out)
@@ -279,14 +373,16 @@ def write_csv(stats, rows, outdir):
     keys = ["workload", "runtime", "threads", "size", "param", "reps",
             "median_ns", "p10_ns", "p90_ns", "min_ns", "cpu_ns",
             "cpu_per_wall", "tasks", "ns_per_task", "overhead_ns_per_task",
-            "speedup_t1", "eff_t1", "speedup_seq", "eff_seq"] + WEFT_FIELDS
+            "speedup_t1", "eff_t1", "speedup_seq", "eff_seq", "metric",
+            "total_ns"] + WEFT_FIELDS
     with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         wr.writeheader()
         for s in stats:
             wr.writerow(s)
     rkeys = ["workload", "runtime", "threads", "size", "param", "rep",
-             "time_ns", "cpu_ns", "tasks", "checksum"] + WEFT_FIELDS
+             "time_ns", "cpu_ns", "tasks", "checksum", "metric",
+             "total_ns"] + WEFT_FIELDS
     with open(os.path.join(outdir, "reps.csv"), "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=rkeys, extrasaction="ignore")
         wr.writeheader()
@@ -380,11 +476,19 @@ def plots(stats, outdir):
     except ImportError:
         print("(matplotlib not available: no plots)", file=sys.stderr)
         return
-    ws = sorted({s["workload"] for s in stats}, key=workload_order)
+    lat_ws = sorted({s["workload"] for s in stats
+                     if s.get("metric") == "latency"}, key=workload_order)
+    ws = sorted({s["workload"] for s in stats
+                 if s.get("metric") != "latency"}, key=workload_order)
     rts = sorted({s["runtime"] for s in stats if s["runtime"] != "seq"},
                  key=rt_key)
     ps = sorted({s["threads"] for s in stats})
-    colors = {"weft": "C3", "gomp": "C0", "libomp": "C2", "tbb": "C1"}
+    colors = {"weft": "C3", "gomp": "C0", "libomp": "C2", "tbb": "C1",
+              "seq": "gray"}
+    if lat_ws:
+        latency_plot(plt, stats, lat_ws, ps, colors, outdir)
+    if not ws:
+        return
     for key, fname, title in (
             ("speedup_t1", "speedup.png", "speedup T1/TP (own 1-thread time)"),
             ("speedup_seq", "speedup_seq.png",
@@ -445,6 +549,39 @@ def plots(stats, outdir):
     plt.close(fig)
 
 
+def latency_plot(plt, stats, ws, ps, colors, outdir):
+    """latency.png: one panel per latency workload, median latency against
+    threads per runtime, p10..p90 as error bars, log scale."""
+    rts = sorted({s["runtime"] for s in stats if s["workload"] in ws},
+                 key=rt_key)
+    fig, axes = plt.subplots(1, len(ws), figsize=(5.5 * len(ws), 4),
+                             squeeze=False)
+    for ax, w in zip(axes.flat, ws):
+        for i, rt in enumerate(rts):
+            pts = sorted((s["threads"], s) for s in stats
+                         if s["workload"] == w and s["runtime"] == rt)
+            if not pts:
+                continue
+            xs = [p + (i - (len(rts) - 1) / 2) * 0.04 for p, _ in pts]
+            ys = [s["median_ns"] / 1e3 for _, s in pts]
+            lo = [max(y - s["p10_ns"] / 1e3, 0) for y, (_, s) in
+                  zip(ys, pts)]
+            hi = [max(s["p90_ns"] / 1e3 - y, 0) for y, (_, s) in
+                  zip(ys, pts)]
+            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3,
+                        label=rt, color=colors.get(rt))
+        ax.set_title("%s latency (median, p10..p90)" % w)
+        ax.set_xlabel("threads")
+        ax.set_ylabel("microseconds (log)")
+        ax.set_xticks(ps)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(os.path.join(outdir, "latency.png"), dpi=110)
+    plt.close(fig)
+
+
 def fib_spawns(n):
     a, b = 0, 1
     for _ in range(n + 1):
@@ -494,6 +631,9 @@ def cmd_report(outdir):
     out = sys.stdout
     print_table(stats, out)
     print("", file=out)
+    if any(s.get("metric") == "latency" for s in stats):
+        print_latency_table(stats, out)
+        print("", file=out)
     foreign = machine_context(outdir).get("foreign")
     if foreign:
         pct = float(foreign.split("%")[0])

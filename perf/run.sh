@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # perf/run.sh - weft against OpenMP (libgomp, LLVM libomp) and oneTBB.
 #
-# usage: perf/run.sh [quick|full|callgrind|busy]
+# usage: perf/run.sh [quick|full|combinators|callgrind|busy]
 #
 #   quick      quick sizes, threads 1, 2 and nproc, 5 interleaved rounds,
 #              plus the callgrind count; about 2 minutes on 2 cores
-#   full       full sizes, every thread count 1..nproc, 10 rounds
+#   full       full sizes, every thread count 1..nproc, 10 rounds; every
+#              workload, the combinator set included
+#   combinators  the combinator set (failfast and cancel latency,
+#              gather_empty, pfor_empty) and fanout_empty to compare
+#              with, quick sizes, threads as quick, 5 rounds of 3
+#              repetitions per process (INNER_REPS); about 2 minutes
 #   callgrind  only the noise-free count: instructions per fib spawn
 #   busy       fib at nproc threads with and without one core kept busy
 #              by a spinning process (yes > /dev/null)
@@ -14,6 +19,8 @@
 #   THREADS="1 2 4"    thread counts          REPS=K      rounds
 #   RUNTIMES="seq weft gomp libomp tbb"       WORKLOADS="fib uts ..."
 #   SIZE=quick|full    WARMUP=W (untimed runs per process, default 1)
+#   INNER_REPS=R       timed repetitions per process (default 1; 3 in
+#                      combinators mode, whose latencies are short)
 #   BUILD_DIR=dir      (default build-perf)   OUT=dir (results folder)
 #   PERF_NO_APT=1      skip the Debian package check
 #   BUSY_N=n           fib(n) for the busy mode (default: the size's n)
@@ -28,13 +35,13 @@ set -euo pipefail
 
 MODE=${1:-quick}
 case "$MODE" in
-quick | full | callgrind | busy) ;;
+quick | full | combinators | callgrind | busy) ;;
 -h | --help | help)
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
     exit 0
     ;;
 *)
-    echo "usage: $0 [quick|full|callgrind|busy]" >&2
+    echo "usage: $0 [quick|full|combinators|callgrind|busy]" >&2
     exit 64
     ;;
 esac
@@ -143,7 +150,7 @@ machine_info() {
         echo "commit:   $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null ||
             echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null ||
             echo ' (dirty: the build uses the working tree)')"
-        echo "mode:     $MODE  size=$SIZE  threads=[$THREADS]  rounds=$REPS  warmup=$WARMUP"
+        echo "mode:     $MODE  size=$SIZE  threads=[$THREADS]  rounds=$REPS  reps/process=$INNER_REPS  warmup=$WARMUP"
         echo "runtimes: $RUNTIMES"
         "$(bin seq)" --workload fib --reps 1 --warmup 0 | grep '^# seeds' |
             sed 's/^# seeds/seeds:   /'
@@ -156,7 +163,7 @@ FAILED=0
 run_one() { # rt workload threads -> appends to raw.txt
     local rt=$1 w=$2 p=$3 err=$OUT/stderr.txt rc=0
     timeout "${PERF_TIMEOUT:-600}" "$(bin "$rt")" --workload "$w" \
-        --threads "$p" --size "$SIZE" --reps 1 --warmup "$WARMUP" \
+        --threads "$p" --size "$SIZE" --reps "$INNER_REPS" --warmup "$WARMUP" \
         >>"$OUT/raw.txt" 2>"$err.tmp" || rc=$?
     cat "$err.tmp" >>"$err"
     if [ $rc -ne 0 ]; then
@@ -384,6 +391,16 @@ full)
     REPS=${REPS:-10}
     THREADS=${THREADS:-$(seq -s' ' 1 "$NPROC")}
     ;;
+combinators)
+    SIZE=${SIZE:-quick}
+    REPS=${REPS:-5}
+    INNER_REPS=${INNER_REPS:-3}
+    if [ "$NPROC" -le 2 ]; then
+        THREADS=${THREADS:-$(seq -s' ' 1 "$NPROC")}
+    else
+        THREADS=${THREADS:-"1 2 $NPROC"}
+    fi
+    ;;
 callgrind)
     SIZE=${SIZE:-quick}
     REPS=${REPS:-1}
@@ -396,6 +413,7 @@ busy)
     ;;
 esac
 WARMUP=${WARMUP:-1}
+INNER_REPS=${INNER_REPS:-1}
 
 check_packages
 mkdir -p "$OUT"
@@ -403,17 +421,25 @@ mkdir -p "$OUT"
 : >"$OUT/stderr.txt"
 START=$(date +%s)
 build
-WORKLOADS=${WORKLOADS:-$("$(bin seq)" --list | tr '\n' ' ')}
+case "$MODE" in
+combinators) # the set, and the hand-written fan-out gather_empty replaces
+    WORKLOADS=${WORKLOADS:-"fanout_empty $("$(bin seq)" --list-set combinators |
+        tr '\n' ' ')"} ;;
+full) WORKLOADS=${WORKLOADS:-$("$(bin seq)" --list | tr '\n' ' ')} ;;
+*) WORKLOADS=${WORKLOADS:-$("$(bin seq)" --list-set core | tr '\n' ' ')} ;;
+esac
 wait_quiet
 machine_info
 echo "workloads: $WORKLOADS"
 
 case "$MODE" in
-quick | full)
+quick | full | combinators)
     sweep
     echo "load_end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
     echo "foreign:  $(foreign_summary)" >>"$OUT/machine.txt"
-    callgrind >/dev/null
+    if [ "$MODE" != combinators ]; then
+        callgrind >/dev/null
+    fi
     "$PY" "$ROOT/perf/report.py" report "$OUT" | tee "$OUT/table.txt"
     ;;
 callgrind)
