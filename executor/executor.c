@@ -430,7 +430,12 @@ worker_loop(struct weft__worker *w)
         weft__counter_inc(&w->parks);
         struct timespec dl;
         deadline_after_ms(&dl, WEFT__IDLE_BACKSTOP_MS);
+        uint64_t t0 = weft__clock_now_ns();
         (void)weft__parker_park(&ex->idle, ticket, &dl);
+        /* Relaxed: statistics, single writer. */
+        weft__store_relaxed_u64(&w->idle_ns,
+                                weft__load_relaxed_u64(&w->idle_ns) +
+                                    (weft__clock_now_ns() - t0));
     }
 }
 
@@ -810,6 +815,7 @@ weft_executor_stats(const weft_executor_t *ex, unsigned int index,
     out->steal_failed = weft__load_relaxed_u64(&w->steal_failed);
     out->injected = weft__load_relaxed_u64(&w->injected);
     out->parks = weft__load_relaxed_u64(&w->parks);
+    out->idle_ns = weft__load_relaxed_u64(&w->idle_ns);
     return WEFT_OK;
 }
 

@@ -70,6 +70,7 @@ struct weft__worker {
     uint64_t steal_failed;
     uint64_t injected;
     uint64_t parks;
+    uint64_t idle_ns;   /* time spent parked */
 } __attribute__((aligned(WEFT__CACHELINE)));
 
 /* Executor run state (ex->run_state). */

@@ -548,6 +548,23 @@ Test(executor, stats_rejects_bad_input)
     cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
 }
 
+/* A worker that has slept and woken up reports the time it slept: wait
+ * (no timing assumption: the idle backstop wakes it) until one worker has
+ * parked twice, so its first park has ended and been accounted. */
+Test(executor, stats_count_idle_time)
+{
+    weft_executor_t *ex = make_ex(1);
+    weft_worker_stats_t st;
+    do {
+        cr_assert_eq(weft_executor_stats(ex, 0, &st), WEFT_OK);
+        sched_yield();
+    } while (st.parks < 2);
+    cr_assert_gt(st.idle_ns, 0, "parked %llu times, idle %llu ns",
+                 (unsigned long long)st.parks,
+                 (unsigned long long)st.idle_ns);
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+}
+
 /* ---- shutdown under load --------------------------------------------- */
 
 /*

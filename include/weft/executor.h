@@ -172,6 +172,8 @@ typedef struct weft_worker_stats {
                               and not counted */
     uint64_t injected;     /**< tasks taken from the injection queue */
     uint64_t parks;        /**< times this worker went to sleep */
+    uint64_t idle_ns;      /**< nanoseconds this worker spent asleep
+                              (parked with nothing to run) */
 } weft_worker_stats_t;
 
 /**
