@@ -286,8 +286,10 @@ combine_cancel_is_ours(struct weft__combine *c, const weft_error_t *err)
 static void
 combine_build_errors(struct weft__combine *c, uint32_t decision)
 {
-    if (c->unsucc == 0) {
-        return;
+    /* Relaxed: the finalizer's faa on ended ordered every slot claim. */
+    uint32_t nslots = weft__load_relaxed_u32(&c->seq);
+    if (nslots == 0) {
+        return; /* every child succeeded */
     }
     static const char *const names[] = {
         [CK_GATHER] = "gather",     [CK_SETTLED] = "gather_settled",
@@ -317,7 +319,7 @@ combine_build_errors(struct weft__combine *c, uint32_t decision)
         weft_errgroup_add_error(g, 0, c->trigger_err) != WEFT_OK) {
         c->errors_nomem = true;
     }
-    for (uint32_t s = 0; s < c->n; s++) {
+    for (uint32_t s = 0; s < nslots; s++) {
         /* Pairs with: the release store in combine_child_ended(); the
          * finalizer's faa on ended already ordered it, the acquire is
          * belt and braces for the ledger readers. */
@@ -382,7 +384,9 @@ combine_set_trigger(struct weft__combine *c, uint32_t idx)
 static uint32_t
 combine_first_unsucc(struct weft__combine *c)
 {
-    for (uint32_t s = 0; s < c->n; s++) {
+    /* Relaxed: the finalizer's faa on ended ordered every slot claim. */
+    uint32_t nslots = weft__load_relaxed_u32(&c->seq);
+    for (uint32_t s = 0; s < nslots; s++) {
         /* Pairs with: the release store of order[] in
          * combine_child_ended(). */
         uint32_t idx = weft__load_acq_u32(&c->order[s]) - 1;
@@ -425,8 +429,11 @@ combine_settle(struct weft__combine *c, struct weft__worker *w,
         }
         case CK_SETTLED:
         case CK_QUORUM:
-            /* Relaxed: the finalizer's faa ordered every increment. */
-            v.u64 = weft__load_relaxed_u32(&c->succeeded);
+            /* How many succeeded (every child has ended). */
+            for (uint32_t i = 0; i < c->n; i++) {
+                v.u64 += weft_future_outcome(c->children[i]) ==
+                         WEFT_OUTCOME_SUCCEEDED;
+            }
             break;
         default:
             v.u64 = c->n;
@@ -496,16 +503,23 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
 {
     struct weft_future *ch = c->children[idx];
     weft_outcome_t o = weft_future_outcome(ch);
-    /* Slot in completion order. Pairs with: the acquire loads of
-     * order[] (as-completed consumer, finalizer). */
-    uint32_t s = weft__faa_u32(&c->seq, 1);
-    weft__store_rel_u32(&c->order[s], idx + 1);
-    if (o == WEFT_OUTCOME_SUCCEEDED) {
-        /* Relaxed: counts, ordered by the faa on ended. */
-        (void)weft__faa_u32(&c->succeeded, 1);
-    } else {
-        /* Relaxed: a count, as above. */
-        (void)weft__faa_u32(&c->unsucc, 1);
+    /*
+     * A slot in completion order: every child for as-completed, only the
+     * ones that did not succeed otherwise (they are all the finalizer
+     * orders), so a success costs one atomic here: the faa on ended.
+     * Pairs with: the acquire loads of order[] (as-completed consumer,
+     * finalizer).
+     */
+    if (c->kind == CK_ITER || o != WEFT_OUTCOME_SUCCEEDED) {
+        uint32_t s = weft__faa_u32(&c->seq, 1);
+        weft__store_rel_u32(&c->order[s], idx + 1);
+    }
+    if (c->kind == CK_QUORUM) {
+        /* Relaxed: counts for the quorum rule; the faa on ended orders
+         * them for the finalizer. */
+        (void)weft__faa_u32(o == WEFT_OUTCOME_SUCCEEDED ? &c->succeeded
+                                                        : &c->unsucc,
+                            1);
     }
 
     switch (c->kind) {
@@ -598,10 +612,17 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
         break;
     }
 
-    /* Pairs with: the other children's faa (release sequence): the one
-     * that sees n - 1 sees every child's outcome and order[] slot. */
-    if (weft__faa_u32(&c->ended, 1) == c->n - 1) {
+    /*
+     * Pairs with: the other children's faa (release sequence): the one
+     * that sees n - 1 sees every child's outcome and order[] slot. After
+     * this faa a watch that is not the last must not touch c: the
+     * finalizer may free it. The finalizer drops the reference reserved
+     * for it (see combine_make).
+     */
+    uint32_t last = c->n - 1; /* read before: c may go right after */
+    if (weft__faa_u32(&c->ended, 1) == last) {
         combine_finalize(c, w);
+        combine_unref(c);
     }
 }
 
@@ -612,7 +633,6 @@ combine_watch_fired(struct weft__watch *node, struct weft__worker *w,
     (void)f;
     struct weft__combine *c = node->ctx;
     combine_child_ended(c, w, (uint32_t)(node - c->nodes));
-    combine_unref(c);
 }
 
 /* ---- construction ------------------------------------------------------ */
@@ -665,9 +685,10 @@ combine_make(weft_executor_t *ex, uint32_t kind, weft_future_t *const *ch,
         c->nodes[i].fn = combine_watch_fired;
         c->nodes[i].ctx = c;
     }
-    /* Setup reference, plus one per child watch; the promise's is added
-     * by the caller once it exists. */
-    c->refs = (uint32_t)n + 1;
+    /* The setup reference, plus one reserved for the finalizer (the
+     * watch of the last child), which watches before it never touch;
+     * the promise's is added by the caller once it exists. */
+    c->refs = n > 0 ? 2 : 1;
     *out = c;
     return WEFT_OK;
 }

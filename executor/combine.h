@@ -14,10 +14,13 @@
  * FINAL, so a caller's cancellation that comes later changes nothing.
  *
  * Lifetime. The state is reference-counted: one reference for the
- * promise (dropped when the promise object is freed), one per child whose
- * watch has not run yet, and one for the creating call. The children are
- * released when the state is freed, so the ledger can be read as long as
- * the combined future lives.
+ * promise (dropped when the promise object is freed), one for the
+ * creating call, and one reserved for the finalizer. A watch touches the
+ * state only before its faa on `ended`; the one that takes it to n
+ * finalizes and then drops the finalizer's reference. So a child's end
+ * costs the combinator one atomic (that faa) when the child succeeded.
+ * The children are released when the state is freed, so the ledger can
+ * be read as long as the combined future lives.
  */
 #ifndef WEFT_EXECUTOR_COMBINE_H
 #define WEFT_EXECUTOR_COMBINE_H
