@@ -620,6 +620,7 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
      * for it (see combine_make).
      */
     uint32_t last = c->n - 1; /* read before: c may go right after */
+    /* Pairs with: the other watches' faa on ended (see above). */
     if (weft__faa_u32(&c->ended, 1) == last) {
         combine_finalize(c, w);
         combine_unref(c);
