@@ -35,10 +35,21 @@
  * every operation here; it yields the thread at seeded random points, the C
  * stand-in for a model checker's preemption (see tests/).
  *
+ * Model-checking builds (WEFT_MODEL_RELACY defined; only the C++ harnesses
+ * in tests/model/ define it) take a third mapping,
+ * tests/model/relacy/weft_model_atomics.hpp, which turns every operation
+ * here into an operation of the Relacy memory-model simulator, so that the
+ * real deque and parker code is model-checked (docs/memory-model.md,
+ * section 6). The two mappings below are not compiled in that build.
+ *
  * Naming: weft__<op>_<type>, type one of u32, u64, i64, ptr.
  */
 #ifndef WEFT_PRIMITIVES_ATOMICS_H
 #define WEFT_PRIMITIVES_ATOMICS_H
+
+#ifdef WEFT_MODEL_RELACY
+#include "weft_model_atomics.hpp"
+#else /* the ck_pr and __atomic mappings */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -431,5 +442,7 @@ weft__fence_rel(void)
 }
 
 #endif /* WEFT_ATOMICS_BUILTIN */
+
+#endif /* WEFT_MODEL_RELACY */
 
 #endif /* WEFT_PRIMITIVES_ATOMICS_H */
