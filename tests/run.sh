@@ -6,7 +6,7 @@
 #   (none), all  every configuration below, in this order
 #   quick        the default configuration only
 #   CONFIG...    the named ones: default asan tsan tsan-gcc small perturb
-#                install fuzz
+#                install fuzz model
 #
 # Configurations (each in its own build directory at the repository root):
 #
@@ -44,6 +44,15 @@
 #                                runs left in the build tree; ctest -L fuzz.
 #                                A crash fails the test and leaves its input
 #                                in build-ci-fuzz/tests/fuzz/crash-*.
+#   model     build-ci-model     WEFT_BUILD_MODEL=ON (g++, relacy-dev): builds
+#                                only the Relacy model programs of
+#                                tests/model/ (the real deque and parker
+#                                sources compiled against a Relacy mapping
+#                                of primitives/atomics.h, plus seeded
+#                                mutants); ctest -L model: each real model
+#                                must pass, each mutant must be caught, and
+#                                model_drift checks that the models still
+#                                match the code (docs/memory-model.md 6)
 #
 # As root on Debian (CI, a fresh container) it installs the packages it
 # needs with apt-get; otherwise it prints the apt-get line and exits 1.
@@ -68,7 +77,7 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
-all_configs=(default asan tsan tsan-gcc small perturb install fuzz)
+all_configs=(default asan tsan tsan-gcc small perturb install fuzz model)
 
 usage()
 {
@@ -83,7 +92,7 @@ for arg in "$@"; do
     case "$arg" in
     quick) configs+=(default) ;;
     all) configs+=("${all_configs[@]}") ;;
-    default | asan | tsan | tsan-gcc | small | perturb | install | fuzz)
+    default | asan | tsan | tsan-gcc | small | perturb | install | fuzz | model)
         configs+=("$arg")
         ;;
     -h | --help)
@@ -108,7 +117,7 @@ done
 
 need_pkgs=(build-essential cmake pkg-config libck-dev libcriterion-dev)
 for c in "${configs[@]}"; do
-    if [ "$c" != default ] && [ "$c" != install ]; then
+    if [ "$c" != default ] && [ "$c" != install ] && [ "$c" != model ]; then
         need_pkgs+=(clang libclang-rt-dev valgrind)
         break
     fi
@@ -118,6 +127,14 @@ done
 for c in "${configs[@]}"; do
     if [ "$c" = install ]; then
         need_pkgs+=(libhwloc-dev doxygen libopenmpi-dev openmpi-bin)
+        break
+    fi
+done
+
+# model: Relacy, header-only C++ (g++ comes with build-essential).
+for c in "${configs[@]}"; do
+    if [ "$c" = model ]; then
+        need_pkgs+=(relacy-dev)
         break
     fi
 done
@@ -236,7 +253,7 @@ run_config()
         fi
         local -a wrap=()
         if [ "$name" != default ] && [ "$name" != small ] &&
-            [ "$name" != install ]; then
+            [ "$name" != install ] && [ "$name" != model ]; then
             wrap=("${san_wrap[@]}")
         fi
         echo "== ${env_args[*]} ctest ${ctest_args[*]}"
@@ -331,6 +348,13 @@ for c in "${configs[@]}"; do
         run_config fuzz build-ci-fuzz fuzz "${checked[@]}" \
             -DCMAKE_C_COMPILER=clang '-DWEFT_SANITIZE=address;undefined' \
             -DWEFT_FUZZ=ON -- "${asan_env[@]}"
+        build_target=
+        ;;
+    model)
+        build_target=weft_model
+        run_config model build-ci-model model "${common[@]}" -DWEFT_DEBUG=0 \
+            -DWEFT_BUILD_MODEL=ON -DWEFT_BUILD_PERF=OFF \
+            -DWEFT_BUILD_EXAMPLES=OFF
         build_target=
         ;;
     esac
