@@ -246,6 +246,13 @@ future_cancel_reason(struct weft_future *f, weft_status_t why)
         (void)weft_error_retain(e);
         return e;
     }
+    /* A body that cancelled its own token (weft_task_token) gave the
+     * reason there; it is also where a spawn token's reason propagates. */
+    if (f->ttoken != NULL && weft_token_is_cancelled(f->ttoken) &&
+        weft_token_reason(f->ttoken, &e) == WEFT_OK && e != NULL) {
+        (void)weft_error_retain(e);
+        return e;
+    }
     if (f->token != NULL && weft_token_is_cancelled(f->token) &&
         weft_token_reason(f->token, &e) == WEFT_OK && e != NULL) {
         (void)weft_error_retain(e);

@@ -243,7 +243,8 @@ weft_group_spawn(weft_group_t *g, const weft_spawn_opts_t *opts, weft_fn_t fn,
             WEFT__REALLOC(g->children, ncap * sizeof(*nc));
         if (nc == NULL) {
             pthread_mutex_unlock(&g->lock);
-            /* Never queued and never seen: end it without running. */
+            /* Never queued, never watched, never seen: end it without
+             * running (its release hook runs) and forget it. */
             weft__future_submit_refused(f, WEFT_ENOMEM);
             (void)weft_future_release(f);
             weft__free(gc);
@@ -253,6 +254,18 @@ weft_group_spawn(weft_group_t *g, const weft_spawn_opts_t *opts, weft_fn_t fn,
         g->children = nc;
         g->cap = ncap;
     }
+    /*
+     * Watch before the child is visible in children[]: once it is there,
+     * another child's end may submit it (the limit's hand-off), and it
+     * could end before a later registration. It is not queued yet, so
+     * the registration cannot find it ended. The watch holds a state
+     * reference until it runs.
+     * Pairs with: the faa in group_unref() (acq_rel count).
+     */
+    (void)weft__faa_u32(&g->refs, 1);
+    bool watched = weft__future_watch(f, &gc->node);
+    WEFT__ASSERT(watched);
+    (void)watched;
     gc->index = (uint32_t)g->count;
     g->children[g->count++] = gc;
     if (g->limit != 0) {
@@ -269,12 +282,6 @@ weft_group_spawn(weft_group_t *g, const weft_spawn_opts_t *opts, weft_fn_t fn,
     if (index != NULL) {
         *index = gc->index;
     }
-    /* The watch holds a state reference until it runs.
-     * Pairs with: the faa in group_unref() (acq_rel count). */
-    (void)weft__faa_u32(&g->refs, 1);
-    bool watched = weft__future_watch(f, &gc->node);
-    WEFT__ASSERT(watched); /* f is not queued yet, so it cannot have ended */
-    (void)watched;
     if (start) {
         weft__future_submit(f);
     }

@@ -1151,6 +1151,36 @@ Test(group_limit, failure_stops_waiting_children)
     finish();
 }
 
+/*
+ * Regression: a child spawned into a limited group while running children
+ * end could be started by one of them (the limit's hand-off) and end
+ * before the spawn had put its watch on it; the group then never drained
+ * and the join hung. Many rounds of spawning while earlier children end
+ * exercise that window (the old code hung here within a few runs; the
+ * CTest timeout turns a hang into a failure).
+ */
+Test(group_limit, spawn_races_the_handoff)
+{
+    weft_executor_t *ex = ex_new(2);
+    for (int round = 0; round < 300; round++) {
+        weft_group_t *g = group_new(ex, NULL, 0, 2);
+        struct leaf L[24];
+        for (int i = 0; i < 24; i++) {
+            leaf_init(&L[i], i, L_OK, 0, i, ON_CANCEL_STOP);
+            leaf_open(&L[i]);
+            gspawn(g, &L[i]);
+        }
+        cr_assert_eq(join_guarded(g), WEFT_OK, "round %d", round);
+        for (size_t i = 0; i < 24; i++) {
+            cr_assert_eq(gchild(g, i).outcome, WEFT_OUTCOME_SUCCEEDED);
+        }
+        cr_assert_eq(weft_group_destroy(g), WEFT_OK);
+        assert_accounting(L, 24);
+    }
+    ex_end(ex);
+    finish();
+}
+
 Test(group_limit, cancelled_child_frees_its_slot)
 {
     /* limit 1: child 0 ends cancelled on its own; that is no failure, and

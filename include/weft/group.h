@@ -175,7 +175,9 @@ typedef struct weft_retry_opts {
  * cancelled between attempts); WEFT_ETIMEDOUT (the deadline came before
  * an attempt could start; the previous failures are in *errors);
  * WEFT_EINVAL. Between attempts a worker runs other tasks while it waits
- * (it never sleeps with work queued).
+ * (it never sleeps with work queued); such a task runs to its end, so a
+ * wait can last longer than its backoff, and the deadline is checked
+ * again before each attempt.
  * Thread-safety: call from inside a task, with that task's self.
  * Blocking: yes, for the backoff waits.
  */
