@@ -40,7 +40,8 @@
  * tests/model/relacy/weft_model_atomics.hpp, which turns every operation
  * here into an operation of the Relacy memory-model simulator, so that the
  * real deque and parker code is model-checked (docs/memory-model.md,
- * section 6). The two mappings below are not compiled in that build.
+ * "Model checking"). The two mappings below are not compiled in that
+ * build.
  *
  * Naming: weft__<op>_<type>, type one of u32, u64, i64, ptr.
  */

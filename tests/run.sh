@@ -52,7 +52,8 @@
 #                                mutants); ctest -L model: each real model
 #                                must pass, each mutant must be caught, and
 #                                model_drift checks that the models still
-#                                match the code (docs/memory-model.md 6)
+#                                match the code (docs/memory-model.md,
+#                                "Model checking")
 #
 # As root on Debian (CI, a fresh container) it installs the packages it
 # needs with apt-get; otherwise it prints the apt-get line and exits 1.

@@ -47,7 +47,8 @@ trap 'rm -rf "$tmp"' EXIT
 # 1. Mutants.
 nmut=0
 for m in $(sh "$model/mutate.sh" --list); do
-    if ! sh "$model/mutate.sh" "$m" "$root/primitives" "$tmp/$m" 2>"$tmp/err"; then
+    if ! sh "$model/mutate.sh" "$m" "$root/primitives" "$tmp/$m" \
+        2>"$tmp/err"; then
         cat "$tmp/err"
         echo "check_drift: mutant $m no longer applies"
         bad=1
@@ -74,7 +75,8 @@ for variant in "" -DWEFT_ATOMICS_BUILTIN; do
     if ! "$cc" -E -P $ck_cflags $variant -I"$root/primitives" \
         "$root/primitives/atomics.h" >"$tmp/pp" 2>"$tmp/err"; then
         cat "$tmp/err"
-        echo "check_drift: cannot preprocess primitives/atomics.h with $cc $variant"
+        echo "check_drift: cannot preprocess primitives/atomics.h with" \
+            "$cc $variant"
         bad=1
         continue
     fi

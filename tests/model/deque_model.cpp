@@ -25,7 +25,7 @@
  *  - Relacy's own checks: uninitialized loads, leaks (the deque is
  *    finalized at the end, and its buffers come from Relacy's heap).
  *
- * docs/memory-model.md, section 6, lists the scenarios, the mutants and
+ * docs/memory-model.md, "Model checking", lists the scenarios, the mutants and
  * what each mutant produces.
  */
 #include "weft_model_relacy.hpp"

@@ -79,7 +79,8 @@ replace()
     }
     END { if (hits != 1) { exit 3 } }' "$r_file" >"$r_file.tmp" || {
         echo "mutate.sh: $mutant: in $1, function $2: expected exactly one" \
-            "line '$3'; the real source changed, update tests/model/mutate.sh" >&2
+            "line '$3'; the real source changed: update" \
+            "tests/model/mutate.sh" >&2
         rm -f "$r_file.tmp"
         exit 1
     }
@@ -112,7 +113,7 @@ deque_no_last_cas)
     copy deque.h deque.c
     replace deque.h weft__deque_pop_known \
         'if (!weft__cas_i64(&dq->top, t, t + 1)) {' \
-        'if ((weft__store_relaxed_i64(&dq->top, t + 1), false)) { /* MUTANT: no CAS */'
+        'if ((weft__store_relaxed_i64(&dq->top, t + 1), false)) { /* MUTANT */'
     ;;
 deque_no_push_release)
     copy deque.h deque.c
@@ -124,7 +125,7 @@ deque_no_grow_release)
     copy deque.h deque.c
     replace deque.c weft__deque_grow \
         'weft__store_rel_ptr((void **)&dq->buf, a);' \
-        'weft__store_relaxed_ptr((void **)&dq->buf, a); /* MUTANT: was release */'
+        'weft__store_relaxed_ptr((void **)&dq->buf, a); /* MUTANT: release */'
     ;;
 parker_no_waker_fence)
     copy parker.h parker.c

@@ -23,7 +23,8 @@
  * is weaker than x86-TSO, so the model checks the portable reading of the
  * orderings; where atomics.h relies on TSO to make a fence free
  * (weft__fence_sc_loads, weft__fence_rmw_load), the model keeps the fence
- * that the TSO argument stands in for (docs/memory-model.md, section 6).
+ * that the TSO argument stands in for (docs/memory-model.md, "Model
+ * checking").
  *
  * Shadows. The primitives keep their shared words in plain C memory
  * (int64_t bottom, void *slot[]), but Relacy needs an rl::atomic<T> per
@@ -228,35 +229,42 @@ inline void fence(rl::memory_order mo, rl::debug_info_param info)
 /* Spin-wait hint: a scheduling point in the model. */
 #define weft__cpu_relax() rl::yield(1, $)
 
-#define weft__load_relaxed_u32(p) weft_model::load<uint32_t>((p), rl::mo_relaxed, $)
-#define weft__load_relaxed_u64(p) weft_model::load<uint64_t>((p), rl::mo_relaxed, $)
-#define weft__load_relaxed_i64(p) weft_model::load<int64_t>((p), rl::mo_relaxed, $)
-#define weft__load_relaxed_ptr(p) weft_model::load_ptr((p), rl::mo_relaxed, $)
+/* Helpers for the table below; `$` still names the caller's line. */
+#define WEFT_MODEL_LD(T, p, mo) weft_model::load<T>((p), rl::mo, $)
+#define WEFT_MODEL_LDP(p, mo) weft_model::load_ptr((p), rl::mo, $)
+#define WEFT_MODEL_ST(T, p, v, mo) weft_model::store<T>((p), (v), rl::mo, $)
+#define WEFT_MODEL_CAS(T, p, o, n, s)                                        \
+    weft_model::cas_value<T>((p), (o), (n), (s), $)
 
-#define weft__load_acq_u32(p) weft_model::load<uint32_t>((p), rl::mo_acquire, $)
-#define weft__load_acq_u64(p) weft_model::load<uint64_t>((p), rl::mo_acquire, $)
-#define weft__load_acq_i64(p) weft_model::load<int64_t>((p), rl::mo_acquire, $)
-#define weft__load_acq_ptr(p) weft_model::load_ptr((p), rl::mo_acquire, $)
+#define weft__load_relaxed_u32(p) WEFT_MODEL_LD(uint32_t, p, mo_relaxed)
+#define weft__load_relaxed_u64(p) WEFT_MODEL_LD(uint64_t, p, mo_relaxed)
+#define weft__load_relaxed_i64(p) WEFT_MODEL_LD(int64_t, p, mo_relaxed)
+#define weft__load_relaxed_ptr(p) WEFT_MODEL_LDP(p, mo_relaxed)
 
-#define weft__store_relaxed_u32(p, v) weft_model::store<uint32_t>((p), (v), rl::mo_relaxed, $)
-#define weft__store_relaxed_u64(p, v) weft_model::store<uint64_t>((p), (v), rl::mo_relaxed, $)
-#define weft__store_relaxed_i64(p, v) weft_model::store<int64_t>((p), (v), rl::mo_relaxed, $)
-#define weft__store_relaxed_ptr(p, v) weft_model::store<void *>((p), (v), rl::mo_relaxed, $)
+#define weft__load_acq_u32(p) WEFT_MODEL_LD(uint32_t, p, mo_acquire)
+#define weft__load_acq_u64(p) WEFT_MODEL_LD(uint64_t, p, mo_acquire)
+#define weft__load_acq_i64(p) WEFT_MODEL_LD(int64_t, p, mo_acquire)
+#define weft__load_acq_ptr(p) WEFT_MODEL_LDP(p, mo_acquire)
 
-#define weft__store_rel_u32(p, v) weft_model::store<uint32_t>((p), (v), rl::mo_release, $)
-#define weft__store_rel_u64(p, v) weft_model::store<uint64_t>((p), (v), rl::mo_release, $)
-#define weft__store_rel_i64(p, v) weft_model::store<int64_t>((p), (v), rl::mo_release, $)
-#define weft__store_rel_ptr(p, v) weft_model::store<void *>((p), (v), rl::mo_release, $)
+#define weft__store_relaxed_u32(p, v) WEFT_MODEL_ST(uint32_t, p, v, mo_relaxed)
+#define weft__store_relaxed_u64(p, v) WEFT_MODEL_ST(uint64_t, p, v, mo_relaxed)
+#define weft__store_relaxed_i64(p, v) WEFT_MODEL_ST(int64_t, p, v, mo_relaxed)
+#define weft__store_relaxed_ptr(p, v) WEFT_MODEL_ST(void *, p, v, mo_relaxed)
 
-#define weft__cas_u32(p, o, n) weft_model::cas_value<uint32_t>((p), (o), (n), nullptr, $)
-#define weft__cas_u64(p, o, n) weft_model::cas_value<uint64_t>((p), (o), (n), nullptr, $)
-#define weft__cas_i64(p, o, n) weft_model::cas_value<int64_t>((p), (o), (n), nullptr, $)
-#define weft__cas_ptr(p, o, n) weft_model::cas_value<void *>((p), (o), (n), nullptr, $)
+#define weft__store_rel_u32(p, v) WEFT_MODEL_ST(uint32_t, p, v, mo_release)
+#define weft__store_rel_u64(p, v) WEFT_MODEL_ST(uint64_t, p, v, mo_release)
+#define weft__store_rel_i64(p, v) WEFT_MODEL_ST(int64_t, p, v, mo_release)
+#define weft__store_rel_ptr(p, v) WEFT_MODEL_ST(void *, p, v, mo_release)
 
-#define weft__cas_value_u32(p, o, n, s) weft_model::cas_value<uint32_t>((p), (o), (n), (s), $)
-#define weft__cas_value_u64(p, o, n, s) weft_model::cas_value<uint64_t>((p), (o), (n), (s), $)
-#define weft__cas_value_i64(p, o, n, s) weft_model::cas_value<int64_t>((p), (o), (n), (s), $)
-#define weft__cas_value_ptr(p, o, n, s) weft_model::cas_value<void *>((p), (o), (n), (s), $)
+#define weft__cas_u32(p, o, n) WEFT_MODEL_CAS(uint32_t, p, o, n, nullptr)
+#define weft__cas_u64(p, o, n) WEFT_MODEL_CAS(uint64_t, p, o, n, nullptr)
+#define weft__cas_i64(p, o, n) WEFT_MODEL_CAS(int64_t, p, o, n, nullptr)
+#define weft__cas_ptr(p, o, n) WEFT_MODEL_CAS(void *, p, o, n, nullptr)
+
+#define weft__cas_value_u32(p, o, n, s) WEFT_MODEL_CAS(uint32_t, p, o, n, s)
+#define weft__cas_value_u64(p, o, n, s) WEFT_MODEL_CAS(uint64_t, p, o, n, s)
+#define weft__cas_value_i64(p, o, n, s) WEFT_MODEL_CAS(int64_t, p, o, n, s)
+#define weft__cas_value_ptr(p, o, n, s) WEFT_MODEL_CAS(void *, p, o, n, s)
 
 #define weft__fas_u32(p, v) weft_model::exchange<uint32_t>((p), (v), $)
 #define weft__fas_u64(p, v) weft_model::exchange<uint64_t>((p), (v), $)
