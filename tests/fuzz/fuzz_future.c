@@ -28,6 +28,44 @@
  * was cancelled before the run; each release hook runs exactly once;
  * each continuation runs once and sees its antecedent ended with the
  * model's outcome; destroy returns WEFT_OK; nothing leaks.
+ *
+ * Combinators (issue #7). Op bytes 208..255 select the combinator ops
+ * (bytes below 208 keep the original 13 ops): make a gather /
+ * gather_settled / any / first_success / quorum(k) over 1..6 of the
+ * script's task futures and earlier combined futures (a child may repeat;
+ * adopt=false; optionally opts.token from the token tree), cancel a
+ * combined future (weft_future_cancel), query one, release one, or run.
+ * The model runs each run step in the order the single worker does: the
+ * tasks queued in FIFO (spawn) order, each ending as the model's token
+ * and cancel-request state says at the moment the worker reaches it;
+ * each end fires the watches on that future last-registered first (the
+ * library's watch list is LIFO), and a combinator's rule then runs inline
+ * exactly as combine.c does: fail-fast / first success / quorum cancel
+ * the children still queued (they then end CANCELLED without running,
+ * with the combinator's reason), a combined future settles when its last
+ * child ends (any: at its first), and a settled combined future fires
+ * the watches of the combinators it is a child of. Token cancellations
+ * decide the combinators registered under them at once (every callback
+ * of one weft_token_cancel gets the same reason, so their order does not
+ * matter). Cancellation reasons are tracked by identity ("rid"): each
+ * error the model predicts has a code, an optional cause and one pointer
+ * that every later observation must match.
+ * Checked for each combined future we hold, after every run step, on a
+ * query and at the end: is_done / outcome / status / value / error (code,
+ * identity, cause chain); weft_combine_size; every ledger entry (outcome
+ * or PENDING, started, cancelled_by_combinator, value, error pointer ==
+ * the child's weft_future_error, future); weft_combine_values;
+ * weft_combine_errors: ESTATE before the end, then the count and every
+ * entry's error by identity (so its first entry is the combined future's
+ * error whenever a trigger exists), any()'s "failures so far" group while
+ * its other children run; weft_combine_decider; wait / wait_until.
+ * Not modelled, so not checked: the position of continuations in the run
+ * order (a worker pops its own deque first, where a continuation lands,
+ * but takes an injected task first 1 time in 64 at random), so
+ * continuations are never combinator children; the started flag of a
+ * combined future used as a child (unspecified); the group's message
+ * text; pointer distinctness between different predicted errors (freed
+ * errors' addresses are reused).
  */
 #define _GNU_SOURCE 1
 
@@ -58,6 +96,10 @@
 #define HANG_S 30
 #define FAIL_CODE (WEFT_EUSER + 1)
 #define CHILD_FAIL_CODE (WEFT_EUSER + 2)
+#define MAX_COMBS 16
+#define MAX_KIDS 6
+#define MAX_RIDS 512
+#define COMB_OPS_FROM 208 /* op bytes from here: combinator ops */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -87,15 +129,15 @@ struct m_fut {
     uint8_t fork;        /* B_FORK: bits 0-1 children - 1, 2-5 fail mask,
                             6 join in spawn order */
     int tok;             /* -1: none */
-    int fcancel;         /* weft_future_cancel reason code, 0: none */
+    int creq;            /* rid of the first weft_future_cancel, 0: none */
     weft_future_t *f;    /* our reference, NULL when none / released */
     int phase;           /* run phase it was queued in */
-    /* model outcome, fixed at the run step */
+    /* model outcome, fixed when the model's worker reaches it */
     bool decided;
+    bool done;
     weft_outcome_t outcome;
     weft_status_t status;
-    int err_code;
-    int alt_code; /* a second acceptable error code */
+    int err_rid; /* its error, by identity (see rid_*) */
     bool started;
     int64_t out_value;
     /* observed by the task side (read after the run step) */
@@ -110,7 +152,81 @@ struct m_tok {
     bool shielded;
     bool cancelled;
     int reason_code;
+    int reason_rid;
 };
+
+/* Combinators, as executor/combine.c runs them (D_* as there). */
+enum ckind { K_GATHER, K_SETTLED, K_ANY, K_FIRST, K_QUORUM, K_NKIND };
+enum { D_NONE, D_TRIGGER, D_WIN, D_CANCEL, D_FINAL };
+
+/* A node: a task future (index into futs) or a combined future
+ * (MAX_FUTS + index into combs). */
+#define COMB_NODE(j) (MAX_FUTS + (j))
+
+struct m_comb {
+    enum ckind kind;
+    int n, k, tok;
+    int kid[MAX_KIDS];           /* nodes, input order */
+    weft_future_t *kidf[MAX_KIDS]; /* the children (the combinator holds
+                                      a reference to each) */
+    weft_future_t *f;            /* our reference; NULL once released */
+    int dec, decider, reason;    /* decision, deciding index, rid */
+    int trig, trig_st, trig_rid; /* the trigger (index, status, rid) */
+    int order[MAX_KIDS];         /* non-successes in completion order */
+    int nslots, nended, nsucc, nunsucc;
+    bool built;
+    bool done;
+    weft_status_t status;
+    int err_rid;
+    uint64_t value;
+};
+
+static struct m_comb combs[MAX_COMBS];
+static int ncombs;
+static struct {
+    int node, comb, idx;
+} watches[MAX_COMBS * MAX_KIDS];
+static int nwatches;
+
+/*
+ * Error identities. rid 1..4: reasons[0..3]; RID_CANCELED: the library's
+ * shared "cancelled" error (a token cancelled with NULL, a body that
+ * returned WEFT_ECANCELED); RID_DEADLINE: its shared deadline error;
+ * then one per error the library makes fresh.
+ */
+enum { RID_CANCELED = MAX_REASONS + 1, RID_DEADLINE, RID_FIRST_FRESH };
+static int rcode[MAX_RIDS];
+static int rcause[MAX_RIDS];
+static const weft_error_t *rptr[MAX_RIDS];
+static int nrids;
+
+static int
+rid_new(int code, int cause)
+{
+    CHECK(nrids < MAX_RIDS);
+    rcode[nrids] = code;
+    rcause[nrids] = cause;
+    rptr[nrids] = NULL;
+    return nrids++;
+}
+
+/* e is the error the model calls rid: code, identity, cause chain. */
+static void
+check_err(const weft_error_t *e, int rid)
+{
+    for (int depth = 0; depth < 8 && rid > 0; depth++) {
+        CHECK(rid < nrids);
+        CHECK(e != NULL);
+        CHECK(weft_error_status(e) == rcode[rid]);
+        if (rptr[rid] == NULL) {
+            rptr[rid] = e;
+        } else {
+            CHECK(rptr[rid] == e);
+        }
+        rid = rcause[rid];
+        e = weft_error_cause(e);
+    }
+}
 
 static weft_executor_t *ex;
 static struct m_fut futs[MAX_FUTS];
@@ -309,14 +425,11 @@ m_decide(struct m_fut *m)
         m->out_value = 1000 + (m - futs);
         return;
     }
-    if (m->fcancel != 0 || (m->tok >= 0 && toks[m->tok].cancelled)) {
+    if (m->creq != 0 || (m->tok >= 0 && toks[m->tok].cancelled)) {
         m->outcome = WEFT_OUTCOME_CANCELLED;
         m->status = WEFT_ECANCELED;
-        /* Both asked: either reason may be the one reported. */
-        m->err_code = m->fcancel != 0 ? m->fcancel : toks[m->tok].reason_code;
-        m->alt_code = m->tok >= 0 && toks[m->tok].cancelled
-                          ? toks[m->tok].reason_code
-                          : m->err_code;
+        /* The future's own request wins over its token's reason. */
+        m->err_rid = m->creq != 0 ? m->creq : toks[m->tok].reason_rid;
         m->started = false;
         return;
     }
@@ -330,12 +443,12 @@ m_decide(struct m_fut *m)
     case B_FAIL:
         m->outcome = WEFT_OUTCOME_FAILED;
         m->status = FAIL_CODE;
-        m->err_code = FAIL_CODE;
+        m->err_rid = rid_new(FAIL_CODE, 0);
         break;
     case B_RET_CANCELED:
         m->outcome = WEFT_OUTCOME_CANCELLED;
         m->status = WEFT_ECANCELED;
-        m->err_code = WEFT_ECANCELED;
+        m->err_rid = RID_CANCELED;
         break;
     default: {
         int n = (m->fork & 3) + 1;
@@ -343,7 +456,7 @@ m_decide(struct m_fut *m)
         if (fails != 0) {
             m->outcome = WEFT_OUTCOME_FAILED;
             m->status = CHILD_FAIL_CODE;
-            m->err_code = CHILD_FAIL_CODE;
+            m->err_rid = rid_new(CHILD_FAIL_CODE, 0);
         } else {
             m->outcome = WEFT_OUTCOME_SUCCEEDED;
             m->status = WEFT_OK;
@@ -357,7 +470,7 @@ m_decide(struct m_fut *m)
 static bool
 m_ended(const struct m_fut *m)
 {
-    return m->phase < phase;
+    return m->done;
 }
 
 /* Query a future we hold; compare with the model. */
@@ -387,9 +500,7 @@ check_future(int i)
         CHECK(weft_future_error(f) == NULL);
     } else {
         weft_error_t *e = weft_future_error(f);
-        CHECK(e != NULL);
-        CHECK(weft_error_status(e) == m->err_code ||
-              (m->alt_code != 0 && weft_error_status(e) == m->alt_code));
+        check_err(e, m->err_rid);
         if (m->outcome == WEFT_OUTCOME_FAILED) {
             CHECK(weft_error_task_id(e) != 0);
         }
@@ -397,14 +508,470 @@ check_future(int i)
     CHECK(weft_future_id(f) != 0);
 }
 
+/* ---- the combinator model -------------------------------------------- */
+
+static bool
+node_done(int nd)
+{
+    return nd < MAX_FUTS ? futs[nd].done : combs[nd - MAX_FUTS].done;
+}
+
+static weft_status_t
+node_status(int nd)
+{
+    return nd < MAX_FUTS ? futs[nd].status : combs[nd - MAX_FUTS].status;
+}
+
+static weft_outcome_t
+node_outcome(int nd)
+{
+    if (!node_done(nd)) {
+        return WEFT_OUTCOME_PENDING;
+    }
+    if (nd < MAX_FUTS) {
+        return futs[nd].outcome;
+    }
+    weft_status_t st = combs[nd - MAX_FUTS].status;
+    return st == WEFT_OK          ? WEFT_OUTCOME_SUCCEEDED
+           : st == WEFT_ECANCELED ? WEFT_OUTCOME_CANCELLED
+                                  : WEFT_OUTCOME_FAILED;
+}
+
+static int
+node_err(int nd)
+{
+    return nd < MAX_FUTS ? futs[nd].err_rid : combs[nd - MAX_FUTS].err_rid;
+}
+
+static uint64_t
+node_value(int nd)
+{
+    return nd < MAX_FUTS ? (uint64_t)futs[nd].out_value
+                         : combs[nd - MAX_FUTS].value;
+}
+
+static void node_end(int nd);
+
+static bool
+comb_decide(struct m_comb *c, int dec, int who, int reason)
+{
+    if (c->dec != D_NONE) {
+        return false;
+    }
+    c->dec = dec;
+    c->decider = who;
+    c->reason = reason;
+    return true;
+}
+
+static void comb_cancel_with(int j, int rid);
+
+/* combine_cancel_children(): weft_future_cancel on every child not ended. */
+static void
+comb_cancel_children(int j)
+{
+    struct m_comb *c = &combs[j];
+    for (int i = 0; i < c->n; i++) {
+        int nd = c->kid[i];
+        if (node_done(nd)) {
+            continue;
+        }
+        if (nd < MAX_FUTS) {
+            if (futs[nd].creq == 0) {
+                futs[nd].creq = c->reason;
+            }
+        } else {
+            comb_cancel_with(nd - MAX_FUTS, c->reason);
+        }
+    }
+}
+
+/* The caller's cancellation (token, weft_future_cancel): ends nothing. */
+static void
+comb_cancel_with(int j, int rid)
+{
+    if (comb_decide(&combs[j], D_CANCEL, -1, rid)) {
+        comb_cancel_children(j);
+    }
+}
+
+/* combine_trigger_error(): the failure child nd stands for. */
+static void
+trigger_error(int nd, int *st, int *rid)
+{
+    if (node_outcome(nd) == WEFT_OUTCOME_FAILED) {
+        weft_status_t s = node_status(nd);
+        *st = s == WEFT_OK || s == WEFT_ECANCELED ? WEFT_EFAILED : s;
+        *rid = node_err(nd);
+    } else {
+        *st = WEFT_EFAILED;
+        *rid = rid_new(WEFT_EFAILED, node_err(nd));
+    }
+}
+
+static void
+comb_settle(int j)
+{
+    struct m_comb *c = &combs[j];
+    c->value = 0;
+    c->err_rid = 0;
+    c->status = WEFT_OK;
+    if (c->dec == D_CANCEL) {
+        c->status = WEFT_ECANCELED;
+        c->err_rid = c->reason;
+    } else if (c->dec == D_TRIGGER) {
+        CHECK(c->trig >= 0);
+        c->status = c->trig_st;
+        c->err_rid = c->trig_rid;
+    } else if (c->kind == K_ANY || c->kind == K_FIRST) {
+        int nd = c->kid[c->decider];
+        if (node_outcome(nd) == WEFT_OUTCOME_SUCCEEDED) {
+            c->value = node_value(nd);
+        } else {
+            int st = WEFT_OK;
+            trigger_error(nd, &st, &c->err_rid);
+            c->status = (weft_status_t)st;
+        }
+    } else if (c->kind == K_SETTLED || c->kind == K_QUORUM) {
+        for (int i = 0; i < c->n; i++) {
+            c->value += node_outcome(c->kid[i]) == WEFT_OUTCOME_SUCCEEDED;
+        }
+    } else {
+        c->value = (uint64_t)c->n;
+    }
+    c->done = true;
+    node_end(COMB_NODE(j));
+}
+
+static void
+comb_finalize(int j)
+{
+    struct m_comb *c = &combs[j];
+    bool early = false;
+    if (c->dec == D_NONE) {
+        (void)comb_decide(c,
+                          c->kind == K_FIRST || c->kind == K_QUORUM ? D_TRIGGER
+                                                                   : D_FINAL,
+                          -1, 0);
+    } else if (c->kind == K_ANY) {
+        early = c->dec != D_CANCEL;
+    }
+    if (c->dec == D_TRIGGER && c->trig < 0) {
+        for (int s = 0; s < c->nslots; s++) {
+            if (node_outcome(c->kid[c->order[s]]) !=
+                WEFT_OUTCOME_SUCCEEDED) {
+                c->trig = c->order[s];
+                trigger_error(c->kid[c->trig], &c->trig_st, &c->trig_rid);
+                break;
+            }
+        }
+    }
+    c->built = true;
+    if (!early) {
+        comb_settle(j);
+    }
+}
+
+/* combine_child_ended(): child i of combinator j has ended. */
+static void
+comb_child_ended(int j, int i)
+{
+    struct m_comb *c = &combs[j];
+    int nd = c->kid[i];
+    weft_outcome_t o = node_outcome(nd);
+    CHECK(o != WEFT_OUTCOME_PENDING);
+    bool ok = o == WEFT_OUTCOME_SUCCEEDED;
+    if (!ok) {
+        c->order[c->nslots++] = i;
+    }
+    if (c->kind == K_QUORUM) {
+        ok ? c->nsucc++ : c->nunsucc++;
+    }
+    switch (c->kind) {
+    case K_GATHER:
+        if (ok) {
+            break;
+        }
+        if (o == WEFT_OUTCOME_CANCELLED && c->tok >= 0 &&
+            toks[c->tok].cancelled) {
+            comb_cancel_with(j, toks[c->tok].reason_rid);
+            break;
+        }
+        if (comb_decide(c, D_TRIGGER, i, 0)) {
+            c->trig = i;
+            trigger_error(nd, &c->trig_st, &c->trig_rid);
+            c->reason = rid_new(WEFT_ECANCELED, c->trig_rid);
+            comb_cancel_children(j);
+        }
+        break;
+    case K_ANY:
+        if (comb_decide(c, D_WIN, i, 0)) {
+            comb_settle(j);
+        }
+        break;
+    case K_FIRST:
+        if (ok && comb_decide(c, D_WIN, i, 0)) {
+            c->reason = rid_new(WEFT_ECANCELED, 0);
+            comb_cancel_children(j);
+        }
+        break;
+    case K_QUORUM:
+        if (ok && c->nsucc >= c->k) {
+            if (comb_decide(c, D_WIN, i, 0)) {
+                c->reason = rid_new(WEFT_ECANCELED, 0);
+                comb_cancel_children(j);
+            }
+        } else if (!ok && c->n - c->nunsucc < c->k) {
+            if (comb_decide(c, D_TRIGGER, i, 0)) {
+                c->reason = rid_new(WEFT_ECANCELED, node_err(nd));
+                comb_cancel_children(j);
+            }
+        }
+        break;
+    default:
+        break;
+    }
+    if (++c->nended == c->n) {
+        comb_finalize(j);
+    }
+}
+
+/* A future ended: its watches run, the last registered first. */
+static void
+node_end(int nd)
+{
+    for (int w = nwatches - 1; w >= 0; w--) {
+        if (watches[w].node == nd) {
+            comb_child_ended(watches[w].comb, watches[w].idx);
+        }
+    }
+}
+
+/* The model's worker reaches task (or continuation) i. */
+static void
+m_run(int i)
+{
+    struct m_fut *m = &futs[i];
+    m_decide(m);
+    m->done = true;
+    if (!m->is_cont) {
+        node_end(i);
+    }
+}
+
+/* Expected entries of weft_combine_errors(), as rids; returns the count. */
+static int
+comb_expected_errors(const struct m_comb *c, int *rids)
+{
+    int cnt = 0;
+    if (c->kind == K_ANY && !c->built) {
+        /* Failures so far, keyed by input index + 1, the decider's 0. */
+        int keys[MAX_KIDS];
+        for (int i = 0; i < c->n; i++) {
+            if (node_outcome(c->kid[i]) != WEFT_OUTCOME_FAILED) {
+                continue;
+            }
+            int key = i == c->decider ? 0 : i + 1;
+            int at = cnt;
+            while (at > 0 && keys[at - 1] > key) {
+                keys[at] = keys[at - 1];
+                rids[at] = rids[at - 1];
+                at--;
+            }
+            keys[at] = key;
+            rids[at] = node_err(c->kid[i]);
+            cnt++;
+        }
+        return cnt;
+    }
+    if (c->nslots == 0) {
+        return 0;
+    }
+    if (c->trig >= 0) {
+        rids[cnt++] = c->trig_rid;
+    }
+    for (int s = 0; s < c->nslots; s++) {
+        int i = c->order[s];
+        int nd = c->kid[i];
+        weft_outcome_t o = node_outcome(nd);
+        int e = node_err(nd);
+        bool ours = c->reason != 0 && e == c->reason;
+        bool include = o == WEFT_OUTCOME_FAILED ||
+                       (o == WEFT_OUTCOME_CANCELLED && c->kind == K_GATHER &&
+                        !ours);
+        if (include && i != c->trig) {
+            rids[cnt++] = e;
+        }
+    }
+    return cnt;
+}
+
+/* Query a combined future we hold; compare with the model. */
+static void
+check_comb(int j)
+{
+    struct m_comb *c = &combs[j];
+    weft_future_t *f = c->f;
+    CHECK(weft_combine_size(f) == (size_t)c->n);
+    CHECK(weft_future_id(f) != 0);
+    for (int i = 0; i < c->n; i++) {
+        int nd = c->kid[i];
+        weft_child_result_t r;
+        memset(&r, 0xa5, sizeof(r));
+        CHECK(weft_combine_child(f, (size_t)i, &r) == WEFT_OK);
+        CHECK(r.future == c->kidf[i]);
+        weft_outcome_t o = node_outcome(nd);
+        CHECK(r.outcome == o);
+        if (nd < MAX_FUTS && o != WEFT_OUTCOME_PENDING) {
+            CHECK(r.started == futs[nd].started);
+        }
+        if (o == WEFT_OUTCOME_PENDING || o == WEFT_OUTCOME_SUCCEEDED) {
+            CHECK(r.error == NULL);
+            CHECK(!r.cancelled_by_combinator);
+            CHECK(r.value.u64 ==
+                  (o == WEFT_OUTCOME_SUCCEEDED ? node_value(nd) : 0));
+            continue;
+        }
+        CHECK(r.value.u64 == 0);
+        check_err(r.error, node_err(nd));
+        CHECK(r.error == weft_future_error(c->kidf[i]));
+        bool cbc = o == WEFT_OUTCOME_CANCELLED && c->dec != D_NONE &&
+                   c->reason != 0 && node_err(nd) == c->reason;
+        CHECK(r.cancelled_by_combinator == cbc);
+    }
+    weft_child_result_t r;
+    CHECK(weft_combine_child(f, (size_t)c->n, &r) == WEFT_ERANGE);
+    weft_value_t vals[MAX_KIDS];
+    weft_errgroup_t *g = NULL;
+    if (!c->done) {
+        CHECK(!weft_future_is_done(f));
+        CHECK(weft_future_outcome(f) == WEFT_OUTCOME_PENDING);
+        CHECK(weft_future_status(f) == WEFT_EAGAIN);
+        CHECK(weft_future_error(f) == NULL);
+        CHECK(weft_future_wait_until(f, 1) == WEFT_ETIMEDOUT);
+        CHECK(weft_combine_values(f, vals, (size_t)c->n) == WEFT_ESTATE);
+        CHECK(weft_combine_errors(f, &g) == WEFT_ESTATE);
+        CHECK(g == NULL);
+        return;
+    }
+    CHECK(weft_future_is_done(f));
+    CHECK(weft_future_outcome(f) == node_outcome(COMB_NODE(j)));
+    CHECK(weft_future_status(f) == c->status);
+    CHECK(weft_future_wait(f) == c->status);
+    weft_value_t v = {.u64 = 12345};
+    CHECK(weft_future_value(f, &v) == c->status);
+    if (c->status == WEFT_OK) {
+        CHECK(v.u64 == c->value);
+        CHECK(weft_future_error(f) == NULL);
+    } else {
+        check_err(weft_future_error(f), c->err_rid);
+    }
+    CHECK(weft_combine_values(f, vals, (size_t)c->n) == WEFT_OK);
+    for (int i = 0; i < c->n; i++) {
+        int nd = c->kid[i];
+        CHECK(vals[i].u64 == (node_outcome(nd) == WEFT_OUTCOME_SUCCEEDED
+                                  ? node_value(nd)
+                                  : 0));
+    }
+    size_t want_dec = (c->dec == D_TRIGGER || c->dec == D_WIN) &&
+                              c->decider >= 0
+                          ? (size_t)c->decider
+                          : SIZE_MAX;
+    CHECK(weft_combine_decider(f) == want_dec);
+    int rids[MAX_KIDS + 1];
+    int cnt = comb_expected_errors(c, rids);
+    CHECK(weft_combine_errors(f, &g) == WEFT_OK);
+    CHECK(g != NULL);
+    CHECK(weft_errgroup_count(g) == (size_t)cnt);
+    for (int e = 0; e < cnt; e++) {
+        weft_errgroup_entry_t ent;
+        CHECK(weft_errgroup_entry(g, (size_t)e, &ent) == WEFT_OK);
+        CHECK(ent.kind == WEFT_ERRGROUP_ERROR);
+        check_err(ent.error, rids[e]);
+    }
+    if (c->dec == D_TRIGGER && cnt > 0) {
+        weft_errgroup_entry_t ent;
+        CHECK(weft_errgroup_entry(g, 0, &ent) == WEFT_OK);
+        CHECK(ent.error == weft_future_error(f));
+    }
+    CHECK(weft_errgroup_release(g) == WEFT_OK);
+}
+
+/* Make combinator `kind` over the chosen nodes; the model arms it. */
+static void
+make_comb(enum ckind kind, const int *kid, int n, int k, int tok)
+{
+    int j = ncombs;
+    struct m_comb *c = &combs[j];
+    memset(c, 0, sizeof(*c));
+    c->kind = kind;
+    c->n = n;
+    c->k = k;
+    c->tok = tok;
+    c->decider = -1;
+    c->trig = -1;
+    for (int i = 0; i < n; i++) {
+        c->kid[i] = kid[i];
+        c->kidf[i] = kid[i] < MAX_FUTS ? futs[kid[i]].f
+                                       : combs[kid[i] - MAX_FUTS].f;
+        CHECK(c->kidf[i] != NULL);
+    }
+    weft_combine_opts_t o = {.token = tok >= 0 ? toks[tok].t : NULL,
+                             .name = (kind & 1) ? "fzc" : NULL,
+                             .adopt = false};
+    weft_status_t st = WEFT_EINVAL;
+    switch (kind) {
+    case K_GATHER:
+        st = weft_gather(ex, c->kidf, (size_t)n, &o, &c->f);
+        break;
+    case K_SETTLED:
+        st = weft_gather_settled(ex, c->kidf, (size_t)n, &o, &c->f);
+        break;
+    case K_ANY:
+        st = weft_any(ex, c->kidf, (size_t)n, &o, &c->f);
+        break;
+    case K_FIRST:
+        st = weft_first_success(ex, c->kidf, (size_t)n, &o, &c->f);
+        break;
+    default:
+        st = weft_quorum(ex, c->kidf, (size_t)n, (size_t)k, &o, &c->f);
+        break;
+    }
+    CHECK(st == WEFT_OK);
+    CHECK(c->f != NULL);
+    ncombs++;
+    /* combine_arm(): the token callback first, then each child in input
+     * order: processed now if it has ended, else watched. */
+    if (tok >= 0 && toks[tok].cancelled) {
+        comb_cancel_with(j, toks[tok].reason_rid);
+    }
+    for (int i = 0; i < n; i++) {
+        if (node_done(kid[i])) {
+            comb_child_ended(j, i);
+        } else {
+            CHECK(nwatches < MAX_COMBS * MAX_KIDS);
+            watches[nwatches].node = kid[i];
+            watches[nwatches].comb = j;
+            watches[nwatches].idx = i;
+            nwatches++;
+        }
+    }
+    check_comb(j);
+}
+
 /* Open the gate, wait for every queued task to end, close it again. */
 static void
 run_step(void)
 {
+    /* The worker takes the injected tasks in FIFO order (continuations
+     * never change what the combinators see: they are no children). */
     for (int i = 0; i < nfuts; i++) {
         if (!m_ended(&futs[i])) {
-            m_decide(&futs[i]);
+            m_run(i);
         }
+    }
+    for (int j = 0; j < ncombs; j++) {
+        CHECK(combs[j].done); /* every child has ended */
     }
     phase++;
     open_gate();
@@ -443,17 +1010,112 @@ pick_tok(struct rd *r)
 }
 
 static void
-m_cancel(int t, int code)
+m_cancel(int t, int code, int rid)
 {
     if (toks[t].cancelled) {
         return;
     }
     toks[t].cancelled = true;
     toks[t].reason_code = code;
+    toks[t].reason_rid = rid;
     for (int c = 0; c < ntoks; c++) {
         if (toks[c].parent == t && !toks[c].shielded) {
-            m_cancel(c, code);
+            m_cancel(c, code, rid);
         }
+    }
+}
+
+/* Pick a combined future we still hold; -1 when none. */
+static int
+pick_comb(struct rd *r)
+{
+    uint8_t b = rd_u8(r);
+    if (ncombs == 0) {
+        return -1;
+    }
+    int j = b % ncombs;
+    return combs[j].f != NULL ? j : -1;
+}
+
+/* The combinator ops (op bytes COMB_OPS_FROM..255). */
+static void
+comb_op(struct rd *r, uint8_t op)
+{
+    switch ((op - COMB_OPS_FROM) % 6) {
+    case 0:
+    case 1: { /* make a combinator over 1..6 futures */
+        uint8_t kb = rd_u8(r);
+        int want = 1 + rd_u8(r) % MAX_KIDS;
+        int kid[MAX_KIDS];
+        int n = 0;
+        for (int i = 0; i < want; i++) {
+            uint8_t b = rd_u8(r);
+            int nd = -1;
+            if ((b & 0x80) && ncombs > 0) {
+                int j = (b & 0x7f) % ncombs;
+                nd = combs[j].f != NULL ? COMB_NODE(j) : -1;
+            } else if (nfuts > 0) {
+                int t = b % nfuts;
+                nd = futs[t].f != NULL && !futs[t].is_cont ? t : -1;
+            }
+            if (nd >= 0) {
+                kid[n++] = nd;
+            }
+        }
+        int tok = pick_tok(r);
+        if (n == 0 || ncombs == MAX_COMBS) {
+            break;
+        }
+        enum ckind kind = (enum ckind)(kb % K_NKIND);
+        make_comb(kind, kid, n, 1 + (kb / K_NKIND) % n, tok);
+        break;
+    }
+    case 2: { /* weft_future_cancel on a combined future */
+        int j = pick_comb(r);
+        uint8_t k = rd_u8(r) % (MAX_REASONS + 1);
+        if (j < 0) {
+            break;
+        }
+        struct m_comb *c = &combs[j];
+        weft_status_t want = WEFT_EALREADY;
+        if (!c->done && c->dec == D_NONE) {
+            want = WEFT_OK;
+            comb_cancel_with(j, k < MAX_REASONS ? 1 + k
+                                                : rid_new(WEFT_ECANCELED, 0));
+        }
+        CHECK(weft_future_cancel(c->f, k < MAX_REASONS ? reasons[k] : NULL) ==
+              want);
+        check_comb(j);
+        break;
+    }
+    case 3: { /* query */
+        int j = pick_comb(r);
+        if (j >= 0) {
+            check_comb(j);
+        }
+        break;
+    }
+    case 4: { /* release */
+        int j = pick_comb(r);
+        if (j >= 0) {
+            CHECK(weft_future_release(combs[j].f) == WEFT_OK);
+            combs[j].f = NULL;
+        }
+        break;
+    }
+    default:
+        run_step();
+        for (int i = 0; i < nfuts; i++) {
+            if (futs[i].f != NULL) {
+                check_future(i);
+            }
+        }
+        for (int j = 0; j < ncombs; j++) {
+            if (combs[j].f != NULL) {
+                check_comb(j);
+            }
+        }
+        break;
     }
 }
 
@@ -476,6 +1138,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(weft_executor_create(&cfg, &ex) == WEFT_OK);
     nfuts = 0;
     ntoks = 0;
+    ncombs = 0;
+    nwatches = 0;
+    nrids = RID_FIRST_FRESH;
+    rcode[RID_CANCELED] = WEFT_ECANCELED;
+    rcode[RID_DEADLINE] = WEFT_EDEADLINE;
+    rptr[RID_CANCELED] = NULL;
+    rptr[RID_DEADLINE] = NULL;
+    rcause[RID_CANCELED] = 0;
+    rcause[RID_DEADLINE] = 0;
     phase = 0;
     finished = 0;
     child_hooks = 0;
@@ -485,11 +1156,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gate_opened = 0;
     for (int i = 0; i < MAX_REASONS; i++) {
         CHECK(weft_error_create(&reasons[i], 100 + i, "reason") == WEFT_OK);
+        rcode[1 + i] = 100 + i;
+        rcause[1 + i] = 0;
+        rptr[1 + i] = reasons[i];
     }
     close_gate();
 
     while (r.n > 0) {
         uint8_t op = rd_u8(&r);
+        if (op >= COMB_OPS_FROM) {
+            comb_op(&r, op);
+            continue;
+        }
         switch (op % 13) {
         case 0:
         case 1:
@@ -550,6 +1228,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     p >= 0 ? toks[p].t : NULL, 1, &mt->t);
                 mt->cancelled = true;
                 mt->reason_code = WEFT_EDEADLINE;
+                mt->reason_rid = RID_DEADLINE;
             } else if (k == 2) {
                 st = weft_token_create_shielded(p >= 0 ? toks[p].t : NULL,
                                                 WEFT_DEADLINE_NONE, &mt->t);
@@ -562,6 +1241,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 toks[p].cancelled) {
                 mt->cancelled = true;
                 mt->reason_code = toks[p].reason_code;
+                mt->reason_rid = toks[p].reason_rid;
             }
             ntoks++;
             CHECK(weft_token_is_cancelled(mt->t) == mt->cancelled);
@@ -575,7 +1255,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             weft_status_t want =
                 toks[t].cancelled ? WEFT_EALREADY : WEFT_OK;
-            m_cancel(t, k < MAX_REASONS ? 100 + k : WEFT_ECANCELED);
+            m_cancel(t, k < MAX_REASONS ? 100 + k : WEFT_ECANCELED,
+                     k < MAX_REASONS ? 1 + k : RID_CANCELED);
+            /* The callbacks of the combinators under the cancelled
+             * tokens decide them now, all with the same reason. */
+            for (int j = 0; j < ncombs; j++) {
+                if (combs[j].tok >= 0 && toks[combs[j].tok].cancelled) {
+                    comb_cancel_with(j, toks[combs[j].tok].reason_rid);
+                }
+            }
             CHECK(weft_token_cancel(toks[t].t,
                                     k < MAX_REASONS ? reasons[k] : NULL) ==
                   want);
@@ -664,10 +1352,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             struct m_fut *m = &futs[i];
             weft_status_t want = WEFT_OK;
-            if (m_ended(m) || m->fcancel != 0) {
+            if (m_ended(m) || m->creq != 0) {
                 want = WEFT_EALREADY;
             } else {
-                m->fcancel = k < MAX_REASONS ? 100 + k : WEFT_ECANCELED;
+                m->creq = k < MAX_REASONS ? 1 + k
+                                          : rid_new(WEFT_ECANCELED, 0);
             }
             CHECK(weft_future_cancel(m->f, k < MAX_REASONS ? reasons[k]
                                                            : NULL) == want);
@@ -681,6 +1370,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     check_future(i);
                 }
             }
+            for (int j = 0; j < ncombs; j++) {
+                if (combs[j].f != NULL) {
+                    check_comb(j);
+                }
+            }
             break;
         }
     }
@@ -690,6 +1384,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (futs[i].f != NULL) {
             check_future(i);
             CHECK(weft_future_release(futs[i].f) == WEFT_OK);
+        }
+    }
+    for (int j = 0; j < ncombs; j++) {
+        if (combs[j].f != NULL) {
+            check_comb(j);
+            CHECK(weft_future_release(combs[j].f) == WEFT_OK);
         }
     }
     open_gate();
