@@ -313,7 +313,6 @@ combine_build_errors(struct weft__combine *c, uint32_t decision)
         c->errors_nomem = true;
         return;
     }
-    (void)decision;
     uint32_t trig = c->trigger_idx;
     if (trig != UINT32_MAX && c->trigger_err != NULL &&
         weft_errgroup_add_error(g, 0, c->trigger_err) != WEFT_OK) {
@@ -327,9 +326,11 @@ combine_build_errors(struct weft__combine *c, uint32_t decision)
         struct weft_future *ch = c->children[idx];
         weft_outcome_t o = weft_future_outcome(ch);
         weft_error_t *e = weft_future_error(ch);
+        /* A gather the caller cancelled reports no cancellation as a
+         * failure, whoever asked for it first. */
         bool include = o == WEFT_OUTCOME_FAILED ||
                        (o == WEFT_OUTCOME_CANCELLED && c->kind == CK_GATHER &&
-                        !combine_cancel_is_ours(c, e));
+                        decision != D_CANCEL && !combine_cancel_is_ours(c, e));
         if (!include || e == NULL || idx == trig) {
             continue;
         }
@@ -517,9 +518,8 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
     if (c->kind == CK_QUORUM) {
         /* Relaxed: counts for the quorum rule; the faa on ended orders
          * them for the finalizer. */
-        (void)weft__faa_u32(o == WEFT_OUTCOME_SUCCEEDED ? &c->succeeded
-                                                        : &c->unsucc,
-                            1);
+        (void)weft__faa_u32(
+            o == WEFT_OUTCOME_SUCCEEDED ? &c->succeeded : &c->unsucc, 1);
     }
 
     switch (c->kind) {
@@ -581,11 +581,31 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
                 combine_cancel_children(c);
             }
         } else if (o != WEFT_OUTCOME_SUCCEEDED && c->n - bad < c->k) {
-            if (combine_decide(c, D_TRIGGER, idx,
-                               weft__sibling_reason(weft_future_error(ch), idx,
-                                                    weft_future_name(ch),
-                                                    "quorum"))) {
+            /*
+             * The trigger is the first failure: slot 0 (only children
+             * that did not succeed take slots, and ours is taken). Its
+             * claimer may not have stored it yet: a few instructions.
+             * Pairs with: the release store of order[] above.
+             */
+            uint32_t v;
+            while ((v = weft__load_acq_u32(&c->order[0])) == 0) {
+                sched_yield();
+            }
+            uint32_t first = v - 1;
+            weft_error_t *terr = NULL;
+            weft_status_t tst = combine_trigger_error(c, first, &terr);
+            if (combine_decide(
+                    c, D_TRIGGER, idx,
+                    weft__sibling_reason(terr, first,
+                                         weft_future_name(c->children[first]),
+                                         "quorum"))) {
+                /* Read by the finalizer after our faa on ended. */
+                c->trigger_idx = first;
+                c->trigger_st = tst;
+                c->trigger_err = terr;
                 combine_cancel_children(c);
+            } else {
+                weft_error_release(terr);
             }
         }
         break;

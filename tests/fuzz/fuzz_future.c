@@ -723,7 +723,11 @@ comb_child_ended(int j, int i)
             }
         } else if (!ok && c->n - c->nunsucc < c->k) {
             if (comb_decide(c, D_TRIGGER, i, 0)) {
-                c->reason = rid_new(WEFT_ECANCELED, node_err(nd));
+                /* The trigger is the first failure (order[0]); the
+                 * siblings' reason is caused by it. */
+                c->trig = c->order[0];
+                trigger_error(c->kid[c->trig], &c->trig_st, &c->trig_rid);
+                c->reason = rid_new(WEFT_ECANCELED, c->trig_rid);
                 comb_cancel_children(j);
             }
         }
@@ -798,7 +802,7 @@ comb_expected_errors(const struct m_comb *c, int *rids)
         bool ours = c->reason != 0 && e == c->reason;
         bool include = o == WEFT_OUTCOME_FAILED ||
                        (o == WEFT_OUTCOME_CANCELLED && c->kind == K_GATHER &&
-                        !ours);
+                        c->dec != D_CANCEL && !ours);
         if (include && i != c->trig) {
             rids[cnt++] = e;
         }
