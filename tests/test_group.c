@@ -1603,7 +1603,10 @@ Test(parallel_for, failing_chunk)
                       "%zu chunks started after the failure on %u workers "
                       "(of %zu calls)",
                       after, workers[w], atomic_load(&p.calls));
-        cr_assert_lt(atomic_load(&p.calls), 1000);
+        /* No bound on calls before the failure: the failing call may be
+         * preempted while the other worker runs every other chunk (seen
+         * on a loaded CI machine), so only "after" is a real invariant. */
+        cr_assert_leq(atomic_load(&p.calls), 1000);
         cr_assert_eq(atomic_load(&p.bad_chunk), 0);
         free(p.hits);
         ex_end(ex);
@@ -1633,7 +1636,8 @@ Test(parallel_for, token_cancel_stops_new_chunks)
         cr_assert_leq(after, workers[w],
                       "%zu chunks started after the cancel on %u workers",
                       after, workers[w]);
-        cr_assert_lt(atomic_load(&p.calls), 1000);
+        /* As in failing_chunk: only "after" is an invariant. */
+        cr_assert_leq(atomic_load(&p.calls), 1000);
         free(p.hits);
         weft_token_release(tok);
         ex_end(ex);
@@ -1906,7 +1910,9 @@ Test(parallel_reduce, failing_chunk)
     cr_assert_eq(weft_errgroup_first_leaf(eg, &first), WEFT_OK);
     cr_assert_eq(weft_error_status(first), WEFT_EUSER + 8);
     weft_errgroup_release(eg);
-    cr_assert_lt(atomic_load(&calls), 100, "the rest was cancelled");
+    /* No bound on calls before the failure (the failing call may be
+     * preempted while the other worker folds every other chunk). */
+    cr_assert_leq(atomic_load(&calls), 100);
     /* Cancelled before: identity untouched, ECANCELED. */
     weft_token_t *tok = tok_new();
     weft_token_cancel(tok, NULL);
