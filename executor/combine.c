@@ -16,7 +16,6 @@
 #include "primitives/alloc.h"
 #include "primitives/atomics.h"
 #include "primitives/cancel.h"
-#include "primitives/debug.h"
 #include "primitives/error.h"
 
 enum combine_kind {
@@ -460,13 +459,11 @@ combine_finalize(struct weft__combine *c, struct weft__worker *w)
     uint32_t decision = combine_decision(c);
     bool settled_early = false;
     if (decision == D_NONE) {
-        uint32_t kind = D_FINAL;
-        uint32_t who = UINT32_MAX;
-        if (c->kind == CK_FIRST || c->kind == CK_QUORUM) {
-            /* Nobody won: every child failed or was cancelled. */
-            kind = D_TRIGGER;
-        }
-        if (combine_decide(c, kind, who, NULL)) {
+        /* first_success/quorum with nobody winning: every child failed
+         * or was cancelled. */
+        uint32_t kind =
+            c->kind == CK_FIRST || c->kind == CK_QUORUM ? D_TRIGGER : D_FINAL;
+        if (combine_decide(c, kind, UINT32_MAX, NULL)) {
             decision = kind;
         } else {
             decision = combine_decision(c);

@@ -33,9 +33,6 @@
 #include "executor/future.h"
 #include "primitives/cancel.h"
 
-/* Combined future or not, and its ledger entry for child i. */
-struct weft__combine;
-
 /*
  * Ledger entry of future c, which was cancelled by us if its error is
  * `ours` (pointer identity: the reason we passed on is the error the

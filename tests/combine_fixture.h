@@ -230,4 +230,13 @@ leaf_body(weft_task_t *self, void *arg, weft_value_t *result)
     return st;
 }
 
+static inline weft_error_t *
+entry_error(const weft_errgroup_t *g, size_t i)
+{
+    weft_errgroup_entry_t e;
+    cr_assert_eq(weft_errgroup_entry(g, i, &e), WEFT_OK);
+    cr_assert_eq(e.kind, WEFT_ERRGROUP_ERROR, "entry %zu is not an error", i);
+    return e.error;
+}
+
 #endif /* WEFT_TESTS_COMBINE_FIXTURE_H */

@@ -179,15 +179,6 @@ errors_of(const weft_future_t *c)
     return g;
 }
 
-static weft_error_t *
-entry_error(const weft_errgroup_t *g, size_t i)
-{
-    weft_errgroup_entry_t e;
-    cr_assert_eq(weft_errgroup_entry(g, i, &e), WEFT_OK);
-    cr_assert_eq(e.kind, WEFT_ERRGROUP_ERROR, "entry %zu is not an error", i);
-    return e.error;
-}
-
 static void
 assert_no_errors(const weft_future_t *c)
 {

@@ -109,15 +109,6 @@ gerrors(const weft_group_t *g)
     return eg;
 }
 
-static weft_error_t *
-gentry(const weft_errgroup_t *eg, size_t i)
-{
-    weft_errgroup_entry_t e;
-    cr_assert_eq(weft_errgroup_entry(eg, i, &e), WEFT_OK);
-    cr_assert_eq(e.kind, WEFT_ERRGROUP_ERROR);
-    return e.error;
-}
-
 static weft_status_t
 join_guarded(weft_group_t *g)
 {
@@ -228,8 +219,8 @@ Test(semantics, group_child_fails)
     cr_assert_eq(weft_errgroup_count(eg), 2,
                  "two failures (the cancelled child is none): %zu",
                  weft_errgroup_count(eg));
-    cr_assert(same_error(gentry(eg, 0), trig), "first entry: the trigger");
-    cr_assert(same_error(gentry(eg, 1), r2.error));
+    cr_assert(same_error(entry_error(eg, 0), trig), "first entry: the trigger");
+    cr_assert(same_error(entry_error(eg, 1), r2.error));
     cr_assert_not_null(strstr(weft_errgroup_message(eg), "grp"),
                        "message names the group: %s",
                        weft_errgroup_message(eg));
@@ -1112,7 +1103,7 @@ assert_attempt_errors(struct rctx *c, unsigned int n)
     cr_assert_eq(weft_errgroup_count(c->errors), n, "errors: %zu, want %u",
                  weft_errgroup_count(c->errors), n);
     for (unsigned int i = 0; i < n; i++) {
-        weft_error_t *e = gentry(c->errors, i);
+        weft_error_t *e = entry_error(c->errors, i);
         cr_assert_eq(weft_error_status(e), WEFT_EUSER + (int)i + 1,
                      "entry %u: %s", i, FMT(e));
         char want[32];
