@@ -285,6 +285,8 @@ weft__worker_steal_from(struct weft__worker *w, struct weft__worker *v)
             return f;
         }
         if (r == WEFT__STEAL_EMPTY) {
+            /* The owner may hold private frames: ask it to publish. */
+            weft__deque_request(&v->dq);
             break;
         }
     }
@@ -311,6 +313,8 @@ worker_steal_any(struct weft__worker *w)
         }
         struct weft__worker *victim = &ex->workers[v];
         if (weft__deque_size_hint(&victim->dq) == 0) {
+            /* The owner may hold private frames: ask it to publish. */
+            weft__deque_request(&victim->dq);
             continue;
         }
         struct weft_future *f = weft__worker_steal_from(w, victim);

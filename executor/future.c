@@ -73,6 +73,7 @@
 #include <weft/future.h>
 
 #include "executor.h"
+#include "frame.h"
 #include "primitives/cancel.h"
 #include "primitives/debug.h"
 #include "primitives/error.h"
@@ -94,6 +95,12 @@ futex_wake_all(uint32_t *addr)
 {
     syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL,
             NULL, 0);
+}
+
+void
+weft__futex_wake_all(uint32_t *addr)
+{
+    futex_wake_all(addr);
 }
 
 static void
@@ -233,6 +240,12 @@ future_stamp_error(struct weft_future *f, weft_error_t *e)
     if (weft__future_kind(f) & WEFT__K_SITE) {
         (void)weft__error_set_site(e, f->file, f->line, f->func);
     }
+}
+
+void
+weft__future_stamp_error(struct weft_future *f, weft_error_t *e)
+{
+    future_stamp_error(f, e);
 }
 
 /* Make the reason of a cancellation that f did not record itself. */
@@ -408,9 +421,20 @@ weft__future_complete_shared(struct weft__worker *w, struct weft_future *f)
     }
 }
 
+weft_error_t *
+weft__future_cancel_reason(struct weft_future *f, weft_status_t why)
+{
+    return future_cancel_reason(f, why);
+}
+
 void
 weft__task_run(struct weft__worker *w, struct weft_future *f)
 {
+    if (__builtin_expect(weft__is_frame(f), 0)) {
+        /* A forked frame taken by a thief or by a helping pop. */
+        weft__frame_run(w, f);
+        return;
+    }
     task_execute(w, f);
     weft__future_complete_shared(w, f);
     weft__counter_inc(&w->ended);
@@ -491,7 +515,7 @@ spawn_slow(weft_executor_t *ex, const weft_spawn_opts_t *opts, weft_fn_t fn,
     future_set_cold(f, opts);
     f->spawner = w;
     /* Unpaired: the owner reads its own bottom. */
-    f->slot = w != NULL ? weft__load_relaxed_i64(&w->dq.bottom) : 0;
+    f->slot = w != NULL ? w->dq.head : 0;
     weft_status_t st = weft__exec_enqueue(ex, w, f);
     if (st != WEFT_OK) {
         /* Never queued: the pool put drops the token reference. */
@@ -529,8 +553,8 @@ weft_spawn(weft_executor_t *ex, weft_fn_t fn, void *arg, weft_future_t **out)
     if (__builtin_expect(f == NULL, 0)) {
         return spawn_slow(ex, NULL, fn, arg, out);
     }
-    /* Unpaired: the owner reads its own bottom. */
-    int64_t b = weft__load_relaxed_i64(&w->dq.bottom);
+    /* The owner's own push index (head: see deque.h). */
+    int64_t b = w->dq.head;
     f->fn = fn;
     f->arg = arg;
     f->spawner = w;
@@ -681,7 +705,9 @@ worker_await(struct weft__worker *w, struct weft_future *f,
             ck_backoff_eb(&backoff);
             continue;
         }
-        /* About to block: make sure our own queued work gets taken. */
+        /* About to block: make sure our own queued work gets taken,
+         * private frames included. */
+        weft__deque_publish_all(&w->dq);
         if (weft__deque_size_hint(&w->dq) > 0) {
             weft__parker_wake(&ex->idle);
         }
@@ -698,6 +724,13 @@ worker_await(struct weft__worker *w, struct weft_future *f,
         force_help = true;
         idle_rounds = 0;
     }
+}
+
+weft_status_t
+weft__future_await_worker(struct weft__worker *w, struct weft_future *f)
+{
+    struct wait_limits lim = {0, NULL};
+    return worker_await(w, f, &lim);
 }
 
 static weft_status_t
@@ -732,8 +765,7 @@ await_own_deque(struct weft__worker *w, struct weft_future *f, bool free_it,
                 weft_value_t *value, weft_status_t *st)
 {
     int64_t slot = f->slot;
-    /* Unpaired: the owner reads its own bottom. */
-    while (weft__load_relaxed_i64(&w->dq.bottom) > slot) {
+    while (w->dq.head > slot) {
         struct weft_future *t = weft__deque_pop(&w->dq);
         if (t == NULL) {
             return false;
@@ -901,10 +933,8 @@ weft_join(weft_future_t *f, weft_value_t *value)
     struct weft__worker *w = weft__tls_worker;
     WEFT__ASSERT(f == NULL || weft__future_live(f));
     int64_t b;
-    /* Unpaired: the owner reads its own bottom. */
     if (__builtin_expect(f != NULL && w != NULL && f->spawner == w &&
-                             (b = weft__load_relaxed_i64(&w->dq.bottom)) ==
-                                 f->slot + 1,
+                             (b = w->dq.head) == f->slot + 1,
                          1)) {
         struct weft_future *t = weft__deque_pop_known(&w->dq, b);
         /* Relaxed: refs == 1 means one handle (ours, so nobody can change
@@ -1282,7 +1312,7 @@ weft__future_submit(struct weft_future *f)
      */
     f->spawner = w;
     /* Unpaired: the owner reads its own bottom. */
-    f->slot = w != NULL ? weft__load_relaxed_i64(&w->dq.bottom) : 0;
+    f->slot = w != NULL ? w->dq.head : 0;
     weft_status_t st = weft__exec_enqueue(ex, w, f);
     if (st != WEFT_OK) {
         f->spawner = NULL;
@@ -1364,26 +1394,31 @@ weft_task_executor(const weft_task_t *self)
 weft_future_t *
 weft_task_antecedent(const weft_task_t *self)
 {
-    return self != NULL ? ((const struct weft_future *)self)->antecedent
-                        : NULL;
+    const struct weft_future *f = (const struct weft_future *)self;
+    return f != NULL && !weft__is_frame(f) ? f->antecedent : NULL;
 }
 
 uint64_t
 weft_task_id(const weft_task_t *self)
 {
-    return self != NULL ? future_id((struct weft_future *)self) : 0;
+    return self != NULL
+               ? future_id(weft__task_root((struct weft_future *)self))
+               : 0;
 }
 
 weft_token_t *
 weft_task_token(weft_task_t *self)
 {
-    struct weft_future *f = (struct weft_future *)self;
-    if (f == NULL) {
+    if (self == NULL) {
         return NULL;
     }
-    /* Only the task's own thread installs it, so a relaxed read suffices
-     * here. Unpaired. */
-    weft_token_t *t = weft__load_relaxed_ptr((void *const *)&f->ttoken);
+    /* A frame shares its enclosing task's token (weft/frame.h). */
+    struct weft_future *f = weft__task_root((struct weft_future *)self);
+    /*
+     * Pairs with: the CAS below, by a frame of this task running on
+     * another worker that installed it first.
+     */
+    weft_token_t *t = weft__load_acq_ptr((void *const *)&f->ttoken);
     if (t != NULL) {
         return t;
     }
@@ -1391,12 +1426,19 @@ weft_task_token(weft_task_t *self)
         return f->token;
     }
     /*
-     * Publish the task token. Full barrier (RMW): pairs with the CAS of
-     * f->cancel_req in weft_future_cancel(): either it sees the token and
-     * cancels it, or we see its request below (Dekker).
-     * Pairs with: the CAS of f->cancel_req in weft_future_cancel().
+     * Publish the task token; frames of the task running on other
+     * workers may race to install theirs, and the loser drops its own.
+     * Full barrier (RMW): pairs with the CAS of f->cancel_req in
+     * weft_future_cancel(): either it sees the token and cancels it, or
+     * we see its request below (Dekker).
+     * Pairs with: the CAS of f->cancel_req in weft_future_cancel(), and
+     * the acquire load above.
      */
-    (void)weft__fas_ptr((void **)&f->ttoken, t);
+    weft_token_t *seen = NULL;
+    if (!weft__cas_value_ptr((void **)&f->ttoken, NULL, t, (void **)&seen)) {
+        weft_token_release(t);
+        return seen;
+    }
     /* Pairs with: the CAS in weft_future_cancel() (see above). */
     weft_error_t *req = weft__load_acq_ptr((void *const *)&f->cancel_req);
     if (req != NULL) {
@@ -1408,10 +1450,11 @@ weft_task_token(weft_task_t *self)
 bool
 weft_task_is_cancelled(const weft_task_t *self)
 {
-    const struct weft_future *f = (const struct weft_future *)self;
-    if (f == NULL) {
+    if (self == NULL) {
         return false;
     }
+    const struct weft_future *f =
+        weft__task_root((struct weft_future *)self);
     /* Relaxed: a poll; the reason is read with acquire where it is
      * used (future_cancel_reason). */
     if (weft__load_relaxed_ptr((void *const *)&f->cancel_req) != NULL) {
@@ -1420,14 +1463,16 @@ weft_task_is_cancelled(const weft_task_t *self)
     return f->token != NULL && weft_token_is_cancelled(f->token);
 }
 
-/* Attach e (a reference the task now owns) as the task's failure. */
+/* Attach e (a reference the task now owns) as the task's failure (a
+ * frame's own, for a frame). */
 static void
 task_record_error(struct weft_future *f, weft_error_t *e)
 {
-    if (f->error != NULL) {
-        weft_error_release(f->error);
+    weft_error_t **slot = weft__task_error_slot(f);
+    if (*slot != NULL) {
+        weft_error_release(*slot);
     }
-    f->error = e;
+    *slot = e;
 }
 
 weft_status_t
@@ -1448,7 +1493,7 @@ weft_task_fail(weft_task_t *self, int code, const char *fmt, ...)
         va_end(ap);
     }
     if (st == WEFT_OK) {
-        future_stamp_error(f, e);
+        future_stamp_error(weft__task_root(f), e);
     }
     /* On ENOMEM, e is the static out-of-memory error (never NULL). */
     task_record_error(f, e);

@@ -80,6 +80,9 @@
 #define WEFT__K_SITE 0x10u        /* f->file/line/func are set */
 #define WEFT__K_PROMISE 0x20u     /* no task: f->arg is the state of a
                                      combinator or group (combine.h) */
+#define WEFT__K_FRAME 0x40u       /* not a future: a struct weft__frame
+                                     (weft/frame.h), which shares only the
+                                     hot line and status */
 
 struct weft__worker;
 struct weft__watch;
@@ -161,6 +164,72 @@ struct weft_future {
     weft_token_t *ttoken;         /* weft_task_token(): made on first use,
                                      owned by f until it is freed */
 };
+
+/*
+ * A fork-join frame (include/weft/frame.h): caller storage laid out like
+ * the hot line of struct weft_future plus status, so that the deques, the
+ * steal path, weft__task_run()'s dispatch and worker_await() can treat a
+ * frame as a task. It has no cold fields: its refs word holds only the
+ * kind bit WEFT__K_FRAME (no handles), and every function that reads a
+ * cold field of a task checks that bit first (weft__task_root(),
+ * weft__task_error_slot()).
+ *
+ * state: QUEUED until the frame ends on a path other than its join's
+ * inline run; then the outcome phase, published with an exchange by the
+ * runner (weft__frame_run()), with WAITER set by a parked joiner; and
+ * WEFT__FRAME_JOINED once the join has returned (a second join is
+ * refused).
+ */
+#define WEFT__FRAME_JOINED 0x7u /* a phase value no future uses */
+struct weft__frame {
+    weft_fn_t fn; /* NULL once joined */
+    void *arg;
+    struct weft__worker *spawner; /* the forking worker */
+    weft_executor_t *ex;
+    union {
+        struct {
+            uint32_t state; /* atomic */
+            uint32_t refs;  /* WEFT__K_FRAME << 24; constant */
+        };
+        uint64_t state_refs_init;
+    };
+    union {
+        struct {
+            uint32_t thief;   /* as in struct weft_future */
+            uint32_t started; /* 1 once a runner entered the body */
+        };
+        uint64_t thief_started_init;
+    };
+    weft_value_t value;
+    int64_t slot;               /* deque index; -1: kept back (no push) */
+    weft_status_t status;       /* same offset as struct weft_future's */
+    struct weft_future *root;   /* the enclosing future task */
+    weft_error_t *error;        /* owned until handed to the joiner */
+};
+
+/* Whether task object f is a frame. */
+static inline bool
+weft__is_frame(const struct weft_future *f)
+{
+    /* Relaxed: the kind bits were written before f was published. */
+    return (weft__load_relaxed_u32(&f->refs) >>
+            WEFT__KIND_SHIFT) & WEFT__K_FRAME;
+}
+
+/* The future task a task object stands for: itself, or a frame's root. */
+static inline struct weft_future *
+weft__task_root(struct weft_future *f)
+{
+    return weft__is_frame(f) ? ((struct weft__frame *)f)->root : f;
+}
+
+/* Where a running task's recorded failure lives (weft_task_fail). */
+static inline weft_error_t **
+weft__task_error_slot(struct weft_future *f)
+{
+    return weft__is_frame(f) ? &((struct weft__frame *)f)->error
+                             : &f->error;
+}
 
 /*
  * Debug builds poison a future's fn when it goes back to a pool, so a use
@@ -277,5 +346,26 @@ void weft__future_submit(struct weft_future *f);
  * The caller keeps its reference. Instead of weft__future_submit().
  */
 void weft__future_submit_refused(struct weft_future *f, weft_status_t why);
+
+/*
+ * A worker's wait for task object f (a future or a frame) to end: help
+ * with other work, leapfrog to f's thief, park briefly when idle. Returns
+ * f->status once f's state is terminal (read with acquire). On w.
+ */
+weft_status_t weft__future_await_worker(struct weft__worker *w,
+                                        struct weft_future *f);
+
+/* Wake every thread futex-waiting on *addr (FUTEX_WAKE, private). */
+void weft__futex_wake_all(uint32_t *addr);
+
+/* The reason error for a cancellation of (a frame of) root f: the cancel
+ * request, its token's reason, or one made for why (WEFT_ESHUTDOWN,
+ * WEFT_ENOMEM). Returns a reference the caller owns (never NULL). */
+weft_error_t *weft__future_cancel_reason(struct weft_future *f,
+                                         weft_status_t why);
+
+/* Record f's name, id and spawn site on error e (only the caller holds
+ * e). */
+void weft__future_stamp_error(struct weft_future *f, weft_error_t *e);
 
 #endif /* WEFT_EXECUTOR_FUTURE_H */

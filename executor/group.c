@@ -4,6 +4,8 @@
  */
 #include "executor/group.h"
 
+#include <weft/frame.h>
+
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -510,7 +512,8 @@ weft_retry(weft_task_t *self, const weft_retry_opts_t *policy, weft_fn_t fn,
     double jitter = p.jitter < 0 ? 0 : (p.jitter > 1 ? 1 : p.jitter);
     uint64_t rs = p.seed ? p.seed : 0x5EEDu;
     double delay = (double)p.initial_delay_ns;
-    struct weft_future *me = (struct weft_future *)self;
+    /* Where the body records its failure (a frame's own, for a frame). */
+    weft_error_t **me_error = weft__task_error_slot((struct weft_future *)self);
     weft_errgroup_t *eg = NULL;
     if (errors != NULL &&
         weft_errgroup_create(&eg, "retry: attempts that failed") != WEFT_OK) {
@@ -533,8 +536,8 @@ weft_retry(weft_task_t *self, const weft_retry_opts_t *policy, weft_fn_t fn,
         }
         /* Keep this attempt's error (the one the body recorded on the
          * task, or one made from its status). */
-        weft_error_t *e = me->error;
-        me->error = NULL;
+        weft_error_t *e = *me_error;
+        *me_error = NULL;
         if (e == NULL) {
             (void)weft_error_create(&e, (int)st > 0 ? (int)st : WEFT_EINVAL,
                                     "attempt %u failed: %s", attempt,
@@ -547,7 +550,7 @@ weft_retry(weft_task_t *self, const weft_retry_opts_t *policy, weft_fn_t fn,
         }
         if (!again) {
             /* The task ends with the last attempt's error. */
-            me->error = e;
+            *me_error = e;
             break;
         }
         weft_error_release(e);
@@ -602,9 +605,9 @@ struct prange {
 static void
 pfor_fail(struct pfor *p, weft_task_t *self, size_t lo, weft_status_t st)
 {
-    struct weft_future *me = (struct weft_future *)self;
-    weft_error_t *e = me->error;
-    me->error = NULL;
+    weft_error_t **me_error = weft__task_error_slot((struct weft_future *)self);
+    weft_error_t *e = *me_error;
+    *me_error = NULL;
     if (e == NULL) {
         (void)weft_error_create(&e, (int)st > 0 ? (int)st : WEFT_EINVAL,
                                 "chunk at %zu failed: %s", lo,
@@ -627,8 +630,8 @@ pfor_fail(struct pfor *p, weft_task_t *self, size_t lo, weft_status_t st)
 static weft_status_t pfor_task(weft_task_t *self, void *arg,
                                weft_value_t *result);
 
-/* Run [r->lo, r->hi) in the calling task: split, spawn the right half,
- * recurse on the left, join. */
+/* Run [r->lo, r->hi) in the calling task: split, fork the right half
+ * (a frame), recurse on the left, join. */
 static weft_status_t
 pfor_range(weft_task_t *self, struct prange *r)
 {
@@ -649,15 +652,17 @@ pfor_range(weft_task_t *self, struct prange *r)
     }
     size_t mid = lo + (hi - lo) / 2;
     struct prange right = {p, mid, hi, p->identity};
-    weft_future_t *f = NULL;
-    weft_status_t sst = weft_spawn(p->ex, pfor_task, &right, &f);
+    weft_frame_t fr;
+    weft_status_t sst = weft_frame_fork(self, &fr, pfor_task, &right);
     struct prange left = {p, lo, mid, p->identity};
     weft_status_t ls = pfor_range(self, &left);
     weft_status_t rs;
     if (sst == WEFT_OK) {
-        rs = weft_join(f, NULL);
+        /* A failure was recorded in p's error group by pfor_fail(). */
+        rs = weft_frame_join(&fr, NULL, NULL);
     } else {
-        /* Could not spawn (no memory): run it here. */
+        /* Could not fork (not on a worker of p's executor): run it
+         * here. */
         rs = pfor_range(self, &right);
     }
     if (ls == WEFT_OK && rs == WEFT_OK) {

@@ -1,5 +1,12 @@
 /*
- * bench_weft.c - the workloads on weft: spawn, then join.
+ * bench_weft.c - the workloads on weft: fork, then join.
+ *
+ * Built twice (perf/CMakeLists.txt): bench_weft runs the fork-join
+ * workloads (fib, nqueens, uts, gather, reduce) on frames (weft/frame.h:
+ * weft_frame_fork/weft_frame_join, the Lace-style path), bench_weftfut
+ * (BENCH_WEFT_FUTURES, runtime "weftfut") runs them on futures
+ * (weft_spawn/weft_join), so one run shows what each API costs. The text
+ * below says "spawn" for both.
  *
  * Each fork point spawns its children with weft_spawn() and joins them
  * with weft_join(). Where a parent has one child to fork and one to run
@@ -38,6 +45,7 @@ check(weft_status_t st, const char *what)
 static struct bench_data *g_data;
 static weft_future_t **g_futs; /* fanout: one slot per task */
 
+#ifdef BENCH_WEFT_FUTURES
 static weft_status_t
 fib_task(weft_task_t *self, void *arg, weft_value_t *result)
 {
@@ -57,14 +65,38 @@ fib_task(weft_task_t *self, void *arg, weft_value_t *result)
     result->u64 = x.u64 + y.u64;
     return WEFT_OK;
 }
+#else
+static weft_status_t
+fib_task(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    long n = (long)(intptr_t)arg;
+    weft_frame_t fr;
+    weft_value_t x, y;
+
+    if (n < 2) {
+        result->u64 = (uint64_t)n;
+        return WEFT_OK;
+    }
+    check(weft_frame_fork(self, &fr, fib_task, (void *)(intptr_t)(n - 1)),
+          "weft_frame_fork");
+    fib_task(self, (void *)(intptr_t)(n - 2), &y);
+    check(weft_frame_join(&fr, &x, NULL), "weft_frame_join");
+    result->u64 = x.u64 + y.u64;
+    return WEFT_OK;
+}
+#endif
 
 static weft_status_t
 nqueens_task(weft_task_t *self, void *arg, weft_value_t *result)
 {
     const struct bench_nq *s = (const struct bench_nq *)arg;
     struct bench_nq kids[BENCH_NQUEENS_MAX];
+#ifdef BENCH_WEFT_FUTURES
     weft_future_t *futs[BENCH_NQUEENS_MAX];
     weft_executor_t *ex = weft_task_executor(self);
+#else
+    weft_frame_t frs[BENCH_NQUEENS_MAX];
+#endif
     uint32_t free_cols;
     uint64_t sum = 0;
     int k = 0;
@@ -79,13 +111,22 @@ nqueens_task(weft_task_t *self, void *arg, weft_value_t *result)
 
         free_cols ^= bit;
         kids[k] = bench_nq_place(s, bit);
+#ifdef BENCH_WEFT_FUTURES
         check(weft_spawn(ex, nqueens_task, &kids[k], &futs[k]), "weft_spawn");
+#else
+        check(weft_frame_fork(self, &frs[k], nqueens_task, &kids[k]),
+              "weft_frame_fork");
+#endif
         k++;
     }
     while (k-- > 0) {
         weft_value_t v;
 
+#ifdef BENCH_WEFT_FUTURES
         check(weft_join(futs[k], &v), "weft_join");
+#else
+        check(weft_frame_join(&frs[k], &v, NULL), "weft_frame_join");
+#endif
         sum += v.u64;
     }
     result->u64 = sum;
@@ -104,16 +145,21 @@ uts_task(weft_task_t *self, void *arg, weft_value_t *result)
     const struct uts_arg *a = (const struct uts_arg *)arg;
     uint64_t digest = bench_uts_digest(a->node.state);
     int k = a->nkids > 0 ? a->nkids : bench_uts_children(digest, a->node.depth);
-    weft_executor_t *ex = weft_task_executor(self);
     struct uts_arg local_args[BENCH_UTS_M];
+#ifdef BENCH_WEFT_FUTURES
+    weft_executor_t *ex = weft_task_executor(self);
     weft_future_t *local_futs[BENCH_UTS_M];
-    struct uts_arg *args = local_args;
     weft_future_t **futs = local_futs;
+#else
+    weft_frame_t local_futs[BENCH_UTS_M];
+    weft_frame_t *futs = local_futs;
+#endif
+    struct uts_arg *args = local_args;
     uint64_t sum = digest;
 
     if (k > BENCH_UTS_M) {
         args = (struct uts_arg *)malloc((size_t)k * sizeof(*args));
-        futs = (weft_future_t **)malloc((size_t)k * sizeof(*futs));
+        futs = malloc((size_t)k * sizeof(*futs));
         if (args == NULL || futs == NULL) {
             bench_die("out of memory");
         }
@@ -121,12 +167,21 @@ uts_task(weft_task_t *self, void *arg, weft_value_t *result)
     for (int i = 0; i < k; i++) {
         args[i].node = bench_uts_child(digest, a->node.depth, i);
         args[i].nkids = 0;
+#ifdef BENCH_WEFT_FUTURES
         check(weft_spawn(ex, uts_task, &args[i], &futs[i]), "weft_spawn");
+#else
+        check(weft_frame_fork(self, &futs[i], uts_task, &args[i]),
+              "weft_frame_fork");
+#endif
     }
     for (int i = k - 1; i >= 0; i--) {
         weft_value_t v;
 
+#ifdef BENCH_WEFT_FUTURES
         check(weft_join(futs[i], &v), "weft_join");
+#else
+        check(weft_frame_join(&futs[i], &v, NULL), "weft_frame_join");
+#endif
         sum += v.u64;
     }
     if (args != local_args) {
@@ -185,25 +240,40 @@ gather_task(weft_task_t *self, void *arg, weft_value_t *result)
     intptr_t packed = (intptr_t)arg;
     long index = bench_gather_index(packed);
     int depth = bench_gather_depth(packed);
+#ifdef BENCH_WEFT_FUTURES
     weft_future_t *futs[BENCH_GATHER_FANOUT];
     weft_executor_t *ex;
+#else
+    weft_frame_t frs[BENCH_GATHER_FANOUT];
+#endif
     uint64_t sum = 0;
 
     if (depth == 0) {
         result->u64 = bench_gather_leaf(index);
         return WEFT_OK;
     }
+#ifdef BENCH_WEFT_FUTURES
     ex = weft_task_executor(self);
+#endif
     for (int c = 0; c < BENCH_GATHER_FANOUT; c++) {
         intptr_t child =
             bench_gather_pack(index * BENCH_GATHER_FANOUT + c, depth - 1);
+#ifdef BENCH_WEFT_FUTURES
         check(weft_spawn(ex, gather_task, (void *)child, &futs[c]),
               "weft_spawn");
+#else
+        check(weft_frame_fork(self, &frs[c], gather_task, (void *)child),
+              "weft_frame_fork");
+#endif
     }
     for (int c = BENCH_GATHER_FANOUT - 1; c >= 0; c--) {
         weft_value_t v;
 
+#ifdef BENCH_WEFT_FUTURES
         check(weft_join(futs[c], &v), "weft_join");
+#else
+        check(weft_frame_join(&frs[c], &v, NULL), "weft_frame_join");
+#endif
         sum += v.u64;
     }
     result->u64 = sum;
@@ -219,7 +289,11 @@ reduce_task(weft_task_t *self, void *arg, weft_value_t *result)
 {
     const struct range *r = (const struct range *)arg;
     struct range left, right;
+#ifdef BENCH_WEFT_FUTURES
     weft_future_t *f;
+#else
+    weft_frame_t fr;
+#endif
     weft_value_t a, b;
 
     if (r->hi - r->lo <= BENCH_REDUCE_CHUNK) {
@@ -230,10 +304,16 @@ reduce_task(weft_task_t *self, void *arg, weft_value_t *result)
     left.hi = r->lo + (r->hi - r->lo) / 2;
     right.lo = left.hi;
     right.hi = r->hi;
+#ifdef BENCH_WEFT_FUTURES
     check(weft_spawn(weft_task_executor(self), reduce_task, &left, &f),
           "weft_spawn");
     reduce_task(self, &right, &b);
     check(weft_join(f, &a), "weft_join");
+#else
+    check(weft_frame_fork(self, &fr, reduce_task, &left), "weft_frame_fork");
+    reduce_task(self, &right, &b);
+    check(weft_frame_join(&fr, &a, NULL), "weft_frame_join");
+#endif
     result->f64 = a.f64 + b.f64;
     return WEFT_OK;
 }
@@ -643,7 +723,11 @@ main(int argc, char **argv)
     char *extra;
     size_t extra_len;
 
+#ifdef BENCH_WEFT_FUTURES
+    bench_parse(argc, argv, "weftfut", &o);
+#else
     bench_parse(argc, argv, "weft", &o);
+#endif
     snprintf(version, sizeof(version), "weft %d.%d.%d", WEFT_VERSION_MAJOR,
              WEFT_VERSION_MINOR, WEFT_VERSION_PATCH);
     bench_print_header(&o, version);

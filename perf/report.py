@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 
-RUNTIME_ORDER = ["seq", "weft", "gomp", "libomp", "tbb"]
+RUNTIME_ORDER = ["seq", "weft", "weftfut", "gomp", "libomp", "tbb"]
 WEFT_FIELDS = ["spawned", "executed", "stolen", "steal_failed", "injected",
                "parks"]
 
@@ -483,7 +483,7 @@ def plots(stats, outdir):
     rts = sorted({s["runtime"] for s in stats if s["runtime"] != "seq"},
                  key=rt_key)
     ps = sorted({s["threads"] for s in stats})
-    colors = {"weft": "C3", "gomp": "C0", "libomp": "C2", "tbb": "C1",
+    colors = {"weft": "C3", "weftfut": "C4", "gomp": "C0", "libomp": "C2", "tbb": "C1",
               "seq": "gray"}
     if lat_ws:
         latency_plot(plt, stats, lat_ws, ps, colors, outdir)
@@ -611,9 +611,10 @@ def callgrind_text(path):
             "inclusive cost of the root call\n(seq: per spawn-equivalent, "
             "i.e. the plain calls that replace one spawn)")
     lines = [head] + out
-    if "seq" in per and "weft" in per:
-        lines.append("  weft - seq = %.1f instructions of overhead per spawn"
-                     % (per["weft"] - per["seq"]))
+    for rt, what in (("weft", "frames"), ("weftfut", "futures")):
+        if "seq" in per and rt in per:
+            lines.append("  %s - seq = %.1f instructions of overhead per "
+                         "spawn (%s)" % (rt, per[rt] - per["seq"], what))
     return "\n".join(lines) + "\n"
 
 

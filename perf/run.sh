@@ -17,7 +17,7 @@
 #
 # Environment overrides (space-separated lists):
 #   THREADS="1 2 4"    thread counts          REPS=K      rounds
-#   RUNTIMES="seq weft gomp libomp tbb"       WORKLOADS="fib uts ..."
+#   RUNTIMES="seq weft weftfut gomp libomp tbb"  WORKLOADS="fib uts ..."
 #   SIZE=quick|full    WARMUP=W (untimed runs per process, default 1)
 #   INNER_REPS=R       timed repetitions per process (default 1; 3 in
 #                      combinators mode, whose latencies are short)
@@ -94,7 +94,7 @@ check_packages() {
 }
 
 # ---- Build -----------------------------------------------------------------
-ALL_RUNTIMES="seq weft gomp libomp tbb"
+ALL_RUNTIMES="seq weft weftfut gomp libomp tbb"
 RUNTIMES=${RUNTIMES:-$ALL_RUNTIMES}
 
 build() {
@@ -222,7 +222,7 @@ sweep() {
 first() { set -- $1; echo "$1"; }
 
 # ---- callgrind: instructions per fib spawn, weft minus plain C -----------
-cg_root() { [ "$1" = weft ] && echo fib_task || echo fib; }
+cg_root() { case $1 in weft*) echo fib_task ;; *) echo fib ;; esac; }
 
 callgrind() {
     local n1=${CG_N1:-18} n2=${CG_N2:-25} rt n ir f
@@ -232,7 +232,7 @@ callgrind() {
         return 0
     fi
     : >"$OUT/callgrind.raw"
-    for rt in seq weft; do
+    for rt in seq weft weftfut; do
         case " $RUNTIMES " in *" $rt "*) ;; *) continue ;; esac
         for n in $n1 $n2; do
             f=$OUT/callgrind.$rt.$n.out

@@ -44,6 +44,21 @@
  *  4. A retired buffer is never freed while the deque is live.
  *  5. The owner's only locked instructions are the exchange in pop (on a
  *     non-empty deque) and the CAS for the last item.
+ *
+ * The private part (deque.h): the owner's slots [bottom, head). Thieves
+ * read only bottom, so these slots are the owner's alone, and the owner
+ * pushes and pops them with plain accesses. Publishing raises bottom with
+ * a release store, exactly as a public push does, so a thief that sees
+ * the new bottom sees the slots under it (invariant 3 holds with head in
+ * place of bottom: the owner writes only at index head >= bottom, and grow
+ * copies [top, head)). The Chase-Lev pop runs only when head == bottom,
+ * so the public protocol above is unchanged; it leaves head == bottom.
+ *
+ *  6. bottom <= head; [bottom, head) is never read by a thief.
+ *  7. A thief asks for work with `want` (release store, only when clear);
+ *     the owner clears it (relaxed) before it publishes (release store of
+ *     bottom), so a request made after the thief saw the old bottom is
+ *     either answered by this publish or left set for the next one.
  */
 #include "deque.h"
 
@@ -77,6 +92,9 @@ weft__deque_init(struct weft__deque *dq, unsigned int log2_capacity)
     /* Unpaired: initialization before the deque is shared. */
     weft__store_relaxed_i64(&dq->bottom, 0);
     weft__store_relaxed_i64(&dq->top, 0);
+    /* Unpaired: as above. Raised: the first private push is public. */
+    weft__store_relaxed_u32(&dq->want, 1);
+    dq->head = 0;
     dq->buf = a;
     dq->top_cache = 0;
     dq->retired = NULL;
@@ -84,7 +102,7 @@ weft__deque_init(struct weft__deque *dq, unsigned int log2_capacity)
 }
 
 weft_status_t
-weft__deque_grow(struct weft__deque *dq, int64_t bottom, int64_t top)
+weft__deque_grow(struct weft__deque *dq, int64_t head, int64_t top)
 {
     struct weft__deque_buf *old = dq->buf;
     int64_t cap = (old->mask + 1) * 2;
@@ -95,7 +113,7 @@ weft__deque_grow(struct weft__deque *dq, int64_t bottom, int64_t top)
     if (a == NULL) {
         return WEFT_ENOMEM;
     }
-    for (int64_t i = top; i < bottom; i++) {
+    for (int64_t i = top; i < head; i++) {
         /* Relaxed: copied before the release store of dq->buf below. */
         weft__store_relaxed_ptr(&a->slot[i & a->mask],
                                 weft__load_relaxed_ptr(&old->slot[i & old->mask]));
@@ -108,6 +126,52 @@ weft__deque_grow(struct weft__deque *dq, int64_t bottom, int64_t top)
     old->retired_next = dq->retired;
     dq->retired = old;
     return WEFT_OK;
+}
+
+static void
+deque_publish_to(struct weft__deque *dq, int64_t nb)
+{
+    /*
+     * Clear the request before the new bottom is visible: a thief that
+     * read the old bottom and raises want again after this store keeps
+     * its request for the next publish (invariant 7).
+     * Relaxed: the release store of bottom below orders it first.
+     */
+    weft__store_relaxed_u32(&dq->want, 0);
+    /*
+     * Publish the slots under nb, written by this thread earlier.
+     * Pairs with: weft__load_acq_i64(&dq->bottom) in weft__deque_steal().
+     */
+    weft__store_rel_i64(&dq->bottom, nb);
+}
+
+void
+weft__deque_publish(struct weft__deque *dq)
+{
+    /* Unpaired: bottom is written only by this thread. */
+    int64_t b = weft__load_relaxed_i64(&dq->bottom);
+    int64_t h = dq->head;
+    /*
+     * Pairs with: the release store in weft__deque_request(): seeing the
+     * request means seeing what the thief did before it (its sleeper
+     * registration), so the caller's wake that follows finds it.
+     */
+    (void)weft__load_acq_u32(&dq->want);
+    if (h == b) {
+        /* Nothing private; leave the request for the next push. */
+        return;
+    }
+    /* The older half, rounded up: the largest pieces of a fork tree. */
+    deque_publish_to(dq, b + (h - b + 1) / 2);
+}
+
+void
+weft__deque_publish_all(struct weft__deque *dq)
+{
+    /* Unpaired: bottom is written only by this thread. */
+    if (dq->head != weft__load_relaxed_i64(&dq->bottom)) {
+        deque_publish_to(dq, dq->head);
+    }
 }
 
 void

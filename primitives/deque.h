@@ -11,6 +11,17 @@
  * executor's per-task cost; the cold paths live in deque.c, whose opening
  * comment holds the correctness argument and its invariants.
  *
+ * The owner may also keep a private region at the bottom (Lace's split
+ * deque, van Dijk and van de Pol, Euro-Par 2014, on a Chase-Lev deque):
+ * items in [bottom, head) were pushed with weft__deque_try_push_private()
+ * and are invisible to thieves, so the owner pushes and pops them with
+ * plain loads and stores, no locked instruction. A thief that finds the
+ * public part empty raises `want`; the owner, at its next private push,
+ * publishes the older half of its private items with one release store of
+ * bottom (weft__deque_publish()). The public part [top, bottom) is the
+ * Chase-Lev deque below, unchanged; a public push (weft__deque_try_push())
+ * publishes every private item under it too.
+ *
  * Orderings follow Le, Pop, Cohen and Zappa Nardelli, "Correct and
  * Efficient Work-Stealing for Weak Memory Models", PPoPP 2013, figure 1,
  * with one substitution: the owner's "store bottom; seq_cst fence" in take()
@@ -37,15 +48,19 @@ struct weft__deque_buf {
 
 struct weft__deque {
     /* Owner's cache line: written by the owner, read by thieves. */
-    int64_t bottom;              /* owner stores; thieves load-acquire */
+    int64_t bottom;              /* end of the public part; owner stores,
+                                    thieves load-acquire */
     struct weft__deque_buf *buf; /* owner store-releases on grow;
                                     thieves load-acquire */
     int64_t top_cache;           /* owner only: a lower bound of top */
     struct weft__deque_buf *retired; /* owner only */
-    char pad0[WEFT__CACHELINE - 2 * sizeof(int64_t) - 2 * sizeof(void *)];
+    int64_t head;                /* owner only: end of the private part;
+                                    bottom <= head */
+    char pad0[WEFT__CACHELINE - 3 * sizeof(int64_t) - 2 * sizeof(void *)];
     /* Thieves' cache line. */
     int64_t top; /* CAS by thieves, and by the owner for the last item */
-    char pad1[WEFT__CACHELINE - sizeof(int64_t)];
+    uint32_t want; /* a thief found the public part empty: publish */
+    char pad1[WEFT__CACHELINE - sizeof(int64_t) - sizeof(uint32_t)];
 };
 
 /* Result of weft__deque_steal(). */
@@ -69,13 +84,23 @@ weft_status_t weft__deque_init(struct weft__deque *dq,
  */
 void weft__deque_fini(struct weft__deque *dq);
 
-/* Cold path of push: double the buffer. Owner only. */
-weft_status_t weft__deque_grow(struct weft__deque *dq, int64_t bottom,
+/* Cold path of push: double the buffer, copying [top, head). Owner
+ * only. */
+weft_status_t weft__deque_grow(struct weft__deque *dq, int64_t head,
                                int64_t top);
 
 /*
- * Number of items, as seen now; exact only for the owner with no thief
- * running. Any thread; a hint.
+ * Make the older half (rounded up) of the private items public and clear
+ * `want`. Owner only. Never blocks; no locked instruction.
+ */
+void weft__deque_publish(struct weft__deque *dq);
+
+/* Make every private item public. Owner only. */
+void weft__deque_publish_all(struct weft__deque *dq);
+
+/*
+ * Number of public items, as seen now; exact only for the owner with no
+ * thief running. Any thread; a hint. Private items are not counted.
  */
 static inline int64_t
 weft__deque_size_hint(const struct weft__deque *dq)
@@ -95,20 +120,83 @@ weft__deque_size_hint(const struct weft__deque *dq)
 static inline bool
 weft__deque_try_push(struct weft__deque *dq, void *item)
 {
-    /* Unpaired: bottom and buf are written only by this thread. */
-    int64_t b = weft__load_relaxed_i64(&dq->bottom);
+    /* head and buf are written only by this thread. */
+    int64_t b = dq->head;
     struct weft__deque_buf *a = dq->buf;
     if (__builtin_expect(b - dq->top_cache > a->mask, 0)) {
         return false;
     }
     /* Relaxed: published by the release store of bottom just below. */
     weft__store_relaxed_ptr(&a->slot[b & a->mask], item);
+    dq->head = b + 1;
     /*
-     * Publish the item: the slot must be visible before the new bottom.
+     * Publish the item (and any private items under it): the slots must
+     * be visible before the new bottom.
      * Pairs with: weft__load_acq_i64(&dq->bottom) in weft__deque_steal().
      */
     weft__store_rel_i64(&dq->bottom, b + 1);
     return true;
+}
+
+/*
+ * Push at the bottom of the private part if the buffer has room. Owner
+ * only. The item stays invisible to thieves until a publish; call
+ * weft__deque_should_publish() after the push. Returns false when the
+ * buffer is full (nothing was pushed; weft__deque_push_private() grows
+ * it). Never blocks, never allocates, no atomic read-modify-write.
+ */
+static inline bool
+weft__deque_try_push_private(struct weft__deque *dq, void *item)
+{
+    int64_t h = dq->head;
+    struct weft__deque_buf *a = dq->buf;
+    if (__builtin_expect(h - dq->top_cache > a->mask, 0)) {
+        return false;
+    }
+    /*
+     * Relaxed: no thief reads index h until a publish moves bottom past
+     * it with a release store (weft__deque_publish()).
+     */
+    weft__store_relaxed_ptr(&a->slot[h & a->mask], item);
+    dq->head = h + 1;
+    return true;
+}
+
+/*
+ * Whether the owner should publish now: a thief asked, or the owner
+ * itself found its public part empty (it raises want in
+ * weft__deque_pop_public() when it takes or loses the last public item,
+ * and weft__deque_init() starts with it raised), so that the first fork
+ * after that is stealable at once. Owner only.
+ */
+static inline bool
+weft__deque_should_publish(const struct weft__deque *dq)
+{
+    /*
+     * Relaxed: a hint, polled at every private push; weft__deque_publish()
+     * re-reads it with acquire.
+     */
+    return weft__load_relaxed_u32(&dq->want) != 0;
+}
+
+/*
+ * Ask the owner of dq to publish private items. Thieves only (any thread
+ * but the owner), after finding the public part empty. A store only when
+ * the flag is clear, so idle thieves polling a victim do not keep
+ * invalidating the owner's copy of the line.
+ */
+static inline void
+weft__deque_request(struct weft__deque *dq)
+{
+    /* Relaxed: a check before the store below. */
+    if (weft__load_relaxed_u32(&dq->want) == 0) {
+        /*
+         * Release: a parking thief registered as a sleeper before this
+         * store, so an owner that sees it also sees the registration.
+         * Pairs with: the acquire load of want in weft__deque_publish().
+         */
+        weft__store_rel_u32(&dq->want, 1);
+    }
 }
 
 /*
@@ -122,8 +210,7 @@ weft__deque_push(struct weft__deque *dq, void *item)
     if (__builtin_expect(weft__deque_try_push(dq, item), 1)) {
         return WEFT_OK;
     }
-    /* Unpaired: bottom is written only by this thread. */
-    int64_t b = weft__load_relaxed_i64(&dq->bottom);
+    int64_t b = dq->head;
     /*
      * Pairs with: the CAS on top in weft__deque_steal(); a fresh top
      * tells whether the buffer is really full.
@@ -141,14 +228,39 @@ weft__deque_push(struct weft__deque *dq, void *item)
 }
 
 /*
- * Pop from the bottom (LIFO), given the value of bottom the owner just
- * read (the owner is its only writer, so it cannot be stale). Owner only.
+ * Private push, growing the buffer when it is full. Owner only.
+ * Returns: WEFT_OK, or WEFT_ENOMEM (the item was not pushed).
+ */
+static inline weft_status_t
+weft__deque_push_private(struct weft__deque *dq, void *item)
+{
+    if (__builtin_expect(weft__deque_try_push_private(dq, item), 1)) {
+        return WEFT_OK;
+    }
+    int64_t h = dq->head;
+    /* Pairs with: the CAS on top in weft__deque_steal() (as above). */
+    dq->top_cache = weft__load_acq_i64(&dq->top);
+    if (h - dq->top_cache > dq->buf->mask) {
+        weft_status_t st = weft__deque_grow(dq, h, dq->top_cache);
+        if (st != WEFT_OK) {
+            return st;
+        }
+    }
+    bool ok = weft__deque_try_push_private(dq, item);
+    (void)ok;
+    return WEFT_OK;
+}
+
+/*
+ * Pop from the bottom of the public part (Chase-Lev), given the value of
+ * bottom the owner just read (the owner is its only writer, so it cannot
+ * be stale). Owner only, and only with no private item (head == bottom).
  * Returns: the item, or NULL when the deque is empty or a thief took the
  * last item. Never blocks; one locked instruction (xchg) per call on a
  * non-empty deque.
  */
 static inline void *
-weft__deque_pop_known(struct weft__deque *dq, int64_t bottom)
+weft__deque_pop_public(struct weft__deque *dq, int64_t bottom)
 {
     int64_t b = bottom - 1;
     struct weft__deque_buf *a = dq->buf;
@@ -181,6 +293,7 @@ weft__deque_pop_known(struct weft__deque *dq, int64_t bottom)
     if (t < b) {
         /* More than one item: no thief can reach slot b. */
         dq->top_cache = t;
+        dq->head = b;
         return weft__load_relaxed_ptr(&a->slot[b & a->mask]);
     }
     void *item = NULL;
@@ -202,15 +315,48 @@ weft__deque_pop_known(struct weft__deque *dq, int64_t bottom)
      * this store only has to become visible eventually.
      */
     weft__store_relaxed_i64(&dq->bottom, b + 1);
+    dq->head = b + 1;
+    /*
+     * The public part is empty now: make the next private push public.
+     * Relaxed: the owner's own hint (see weft__deque_should_publish()).
+     */
+    weft__store_relaxed_u32(&dq->want, 1);
     return item;
+}
+
+/*
+ * Pop from the bottom (LIFO), given head as the owner just read it: a
+ * private item with plain loads and stores, else the public pop above.
+ * Owner only. Returns the item or NULL (empty, or a thief took the last
+ * public item).
+ */
+static inline void *
+weft__deque_pop_known(struct weft__deque *dq, int64_t head)
+{
+    /* Unpaired: bottom is written only by this thread. */
+    if (head > weft__load_relaxed_i64(&dq->bottom)) {
+        /* A private item: no thief can see index head - 1. */
+        struct weft__deque_buf *a = dq->buf;
+        dq->head = head - 1;
+        /* Relaxed: written by this thread. */
+        return weft__load_relaxed_ptr(&a->slot[(head - 1) & a->mask]);
+    }
+    return weft__deque_pop_public(dq, head);
 }
 
 /* Pop from the bottom (LIFO). Owner only. See weft__deque_pop_known(). */
 static inline void *
 weft__deque_pop(struct weft__deque *dq)
 {
+    return weft__deque_pop_known(dq, dq->head);
+}
+
+/* Items the owner holds privately (head - bottom). Owner only. */
+static inline int64_t
+weft__deque_private_count(const struct weft__deque *dq)
+{
     /* Unpaired: bottom is written only by this thread. */
-    return weft__deque_pop_known(dq, weft__load_relaxed_i64(&dq->bottom));
+    return dq->head - weft__load_relaxed_i64(&dq->bottom);
 }
 
 /*

@@ -48,6 +48,9 @@ TestSuite(alloc_failure, .timeout = 120.0);
 /* More than one pool slab (256 objects) and more than the initial deque
  * buffer (1024 slots), so slab refills and deque growth are both hit. */
 #define FANOUT 1500
+/* Frames forked after the fan-out: more than the 2048 slots the fan-out
+ * grew the deque to, so the private pushes grow it again. */
+#define FRAMES 2200
 
 static atomic_int bodies;
 static atomic_int hooks;
@@ -138,6 +141,36 @@ root(weft_task_t *self, void *arg, weft_value_t *out)
         weft_token_release(tok);
     }
     free(fs);
+    /* Fork-join frames, more than the deque holds: the private push must
+     * grow the buffer, and when it cannot, the frame is kept back and its
+     * join runs it inline. Each frame runs exactly once either way. */
+    weft_frame_t *frs = calloc(FRAMES, sizeof(*frs));
+    if (frs == NULL) {
+        return WEFT_ENOMEM;
+    }
+    int before = atomic_load(&bodies);
+    for (intptr_t i = 0; i < FRAMES; i++) {
+        cr_assert_eq(weft_frame_fork(self, &frs[i], leaf, (void *)i),
+                     WEFT_OK, "a fork never fails for lack of memory");
+    }
+    for (intptr_t i = FRAMES - 1; i >= 0; i--) {
+        weft_value_t v = {0};
+        weft_error_t *e = NULL;
+        weft_status_t st = weft_frame_join(&frs[i], &v, &e);
+        if (i % 7 == 3) {
+            cr_assert_eq(st, WEFT_EUSER, "frame %ld: %s", (long)i,
+                         weft_status_name(st));
+            cr_assert_not_null(e, "a failed frame has an error (static "
+                                  "ENOMEM at worst)");
+            weft_error_release(e);
+        } else {
+            cr_assert_eq(st, WEFT_OK);
+            cr_assert_eq(v.i64, i);
+        }
+    }
+    cr_assert_eq(atomic_load(&bodies) - before, FRAMES,
+                 "every frame ran exactly once");
+    free(frs);
     out->i64 = t->accepted;
     return WEFT_OK;
 }

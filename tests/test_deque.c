@@ -17,6 +17,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -458,4 +459,150 @@ Test(deque, thief_gets_items_while_owner_keeps_pushing)
     while (weft__deque_pop(&s.dq) != NULL) {
     }
     weft__deque_fini(&s.dq);
+}
+
+/* ---- the private part (Lace's split, deque.h) -------------------------- */
+
+Test(deque, private_items_are_invisible_until_published)
+{
+    struct weft__deque dq;
+    void *it = NULL;
+    cr_assert_eq(weft__deque_init(&dq, 2), WEFT_OK);
+    /* A fresh deque asks for its first private push to be published. */
+    cr_assert(weft__deque_should_publish(&dq));
+    weft__deque_publish(&dq); /* nothing private: the request stays */
+    cr_assert(weft__deque_should_publish(&dq));
+    cr_assert_eq(weft__deque_push_private(&dq, item_of(0)), WEFT_OK);
+    weft__deque_publish(&dq);
+    cr_assert(!weft__deque_should_publish(&dq));
+    cr_assert_eq(weft__deque_size_hint(&dq), 1);
+    /* Ten more private items (grows from 4 slots): invisible. */
+    for (uint32_t i = 1; i <= 10; i++) {
+        cr_assert_eq(weft__deque_push_private(&dq, item_of(i)), WEFT_OK);
+    }
+    cr_assert(!weft__deque_should_publish(&dq));
+    cr_assert_eq(weft__deque_private_count(&dq), 10);
+    cr_assert_eq(weft__deque_size_hint(&dq), 1);
+    cr_assert_eq(steal_settled(&dq, &it), WEFT__STEAL_OK);
+    cr_assert_eq(it, item_of(0));
+    cr_assert_eq(steal_settled(&dq, &it), WEFT__STEAL_EMPTY,
+                 "a thief saw a private item");
+    /* The thief asks; the owner publishes the older half, rounded up. */
+    weft__deque_request(&dq);
+    cr_assert(weft__deque_should_publish(&dq));
+    weft__deque_publish(&dq);
+    cr_assert(!weft__deque_should_publish(&dq));
+    cr_assert_eq(weft__deque_size_hint(&dq), 5);
+    cr_assert_eq(weft__deque_private_count(&dq), 5);
+    /* Thieves take the oldest; the owner pops newest first, private
+     * items with no atomics, then the public ones. */
+    cr_assert_eq(steal_settled(&dq, &it), WEFT__STEAL_OK);
+    cr_assert_eq(it, item_of(1));
+    for (uint32_t i = 10; i >= 2; i--) {
+        cr_assert_eq(weft__deque_pop(&dq), item_of(i), "pop %u", i);
+    }
+    cr_assert_null(weft__deque_pop(&dq));
+    cr_assert_eq(weft__deque_private_count(&dq), 0);
+    /* Emptied by the owner's pop: the next private push is public. */
+    cr_assert(weft__deque_should_publish(&dq));
+    weft__deque_fini(&dq);
+}
+
+Test(deque, public_push_publishes_the_private_items_under_it)
+{
+    struct weft__deque dq;
+    void *it = NULL;
+    cr_assert_eq(weft__deque_init(&dq, 3), WEFT_OK);
+    cr_assert_eq(weft__deque_push_private(&dq, item_of(1)), WEFT_OK);
+    cr_assert_eq(weft__deque_push_private(&dq, item_of(2)), WEFT_OK);
+    cr_assert_eq(weft__deque_size_hint(&dq), 0);
+    cr_assert_eq(weft__deque_push(&dq, item_of(3)), WEFT_OK);
+    cr_assert_eq(weft__deque_private_count(&dq), 0);
+    cr_assert_eq(weft__deque_size_hint(&dq), 3);
+    cr_assert_eq(steal_settled(&dq, &it), WEFT__STEAL_OK);
+    cr_assert_eq(it, item_of(1));
+    /* publish_all on top of a private item. */
+    cr_assert_eq(weft__deque_push_private(&dq, item_of(4)), WEFT_OK);
+    weft__deque_publish_all(&dq);
+    cr_assert_eq(weft__deque_size_hint(&dq), 3);
+    for (uint32_t i = 4; i >= 2; i--) {
+        cr_assert_eq(weft__deque_pop(&dq), item_of(i));
+    }
+    cr_assert_null(weft__deque_pop(&dq));
+    weft__deque_fini(&dq);
+}
+
+/* A thief that asks keeps asking until it is answered; the owner pushes
+ * privately and publishes on request; every item is taken exactly once. */
+struct split_ctx {
+    struct weft__deque dq;
+    atomic_int done;
+    atomic_uint taken[4096];
+    atomic_uint stolen;
+};
+
+static void *
+split_thief(void *arg)
+{
+    struct split_ctx *c = arg;
+    while (!atomic_load(&c->done) || weft__deque_size_hint(&c->dq) > 0) {
+        void *it = NULL;
+        enum weft__steal r = weft__deque_steal(&c->dq, &it);
+        if (r == WEFT__STEAL_OK) {
+            atomic_fetch_add(&c->taken[(uintptr_t)it - 1], 1);
+            atomic_fetch_add(&c->stolen, 1);
+        } else if (r == WEFT__STEAL_EMPTY) {
+            weft__deque_request(&c->dq);
+            sched_yield();
+        }
+    }
+    return NULL;
+}
+
+Test(deque, split_requests_are_answered_and_nothing_is_lost)
+{
+    struct split_ctx *c = calloc(1, sizeof(*c));
+    cr_assert_not_null(c);
+    cr_assert_eq(weft__deque_init(&c->dq, 2), WEFT_OK);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(pthread_create(&th[i], NULL, split_thief, c), 0);
+    }
+    uint32_t next = 0;
+    for (int round = 0; round < 200; round++) {
+        /* Push a burst privately, publishing when asked; pop part. */
+        for (int k = 0; k < 16 && next < 4096; k++) {
+            cr_assert_eq(weft__deque_push_private(&c->dq,
+                                                  (void *)(uintptr_t)(++next)),
+                         WEFT_OK);
+            if (weft__deque_should_publish(&c->dq)) {
+                weft__deque_publish(&c->dq);
+            }
+        }
+        for (int k = 0; k < 8; k++) {
+            void *it = weft__deque_pop(&c->dq);
+            if (it == NULL) {
+                break;
+            }
+            atomic_fetch_add(&c->taken[(uintptr_t)it - 1], 1);
+        }
+    }
+    /* Drain: the owner pops what is left (private first, then public). */
+    for (;;) {
+        void *it = weft__deque_pop(&c->dq);
+        if (it == NULL) {
+            break;
+        }
+        atomic_fetch_add(&c->taken[(uintptr_t)it - 1], 1);
+    }
+    atomic_store(&c->done, 1);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+    }
+    for (uint32_t i = 0; i < next; i++) {
+        cr_assert_eq(atomic_load(&c->taken[i]), 1, "item %u taken %u times",
+                     i + 1, atomic_load(&c->taken[i]));
+    }
+    weft__deque_fini(&c->dq);
+    free(c);
 }

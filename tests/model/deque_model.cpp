@@ -116,6 +116,19 @@ struct deque_test : rl::test_suite<Derived, Threads> {
         RL_ASSERT(st == WEFT_OK);
     }
 
+    /* Owner: a private push (a frame), publishing when asked. */
+    void push_private_next()
+    {
+        RL_ASSERT(pushed < MaxItems);
+        int i = pushed++;
+        items[i].payload($) = i + 1;
+        weft_status_t st = weft__deque_push_private(&dq, &items[i]);
+        RL_ASSERT(st == WEFT_OK);
+        if (weft__deque_should_publish(&dq)) {
+            weft__deque_publish(&dq);
+        }
+    }
+
     void took(void *it, int who)
     {
         RL_ASSERT(it != NULL && "a successful take returned NULL");
@@ -140,8 +153,12 @@ struct deque_test : rl::test_suite<Derived, Threads> {
     void thief_steal(int who)
     {
         void *it = NULL;
-        if (weft__deque_steal(&dq, &it) == WEFT__STEAL_OK) {
+        enum weft__steal r = weft__deque_steal(&dq, &it);
+        if (r == WEFT__STEAL_OK) {
             took(it, who);
+        } else if (r == WEFT__STEAL_EMPTY) {
+            /* As the executor's thieves do: ask for private items. */
+            weft__deque_request(&dq);
         }
     }
 
@@ -249,7 +266,37 @@ struct push_steal_wrap : deque_test<push_steal_wrap, 2, 3> {
     }
 };
 
+/*
+ * split: the private part (Lace's split). The owner pushes two items
+ * privately (the first is published at once: the public part starts
+ * empty; the second when a thief has asked), then pops twice, private
+ * items with plain accesses, public ones with the Chase-Lev pop, while a
+ * thief steals, asks when it finds nothing, and steals again. Checks
+ * that a published item's contents are visible to the thief (the release
+ * store of bottom in weft__deque_publish()) and that no private item is
+ * ever stolen (taken twice).
+ */
+struct split : deque_test<split, 2, 3> {
+    void before() { init(2); }
+    void thread(unsigned t)
+    {
+        if (t == 0) {
+            push_private_next();
+            push_private_next();
+            owner_pop();
+            push_private_next();
+            owner_pop();
+        } else {
+            thief_steal(1);
+            thief_steal(1);
+            thief_steal(1);
+        }
+    }
+};
+
 const weft_model::scenario scenarios[] = {
+    {"split", "private pushes published on request vs 3 steals",
+     weft_model::run_test<split>},
     {"last_item", "push 1, then pop vs 1 steal",
      weft_model::run_test<last_item>},
     {"pop_vs_two_steals", "2 items; pop vs 2 thieves stealing once each",

@@ -21,6 +21,12 @@
 #                          top (top is advanced with a plain store)
 #   deque_no_push_release  push: bottom is published with a relaxed store
 #                          instead of a release store
+#   deque_no_publish_release  publish: the private items are made public
+#                          with a relaxed store of bottom instead of a
+#                          release store
+#   deque_private_visible  push_private: the item is made visible to
+#                          thieves at once with a relaxed store of bottom
+#                          (a private push that leaks into the public part)
 #   deque_no_grow_release  grow: the new buffer is published with a relaxed
 #                          store instead of a release store
 #   parker_no_waker_fence  weft__parker_wake: no store->load fence between
@@ -38,7 +44,7 @@
 set -eu
 
 mutants="deque_no_sl_barrier deque_no_last_cas deque_no_push_release
-deque_no_grow_release parker_no_waker_fence parker_no_sleeper_fence"
+deque_no_publish_release deque_private_visible deque_no_grow_release parker_no_waker_fence parker_no_sleeper_fence"
 
 if [ "${1:-}" = --list ]; then
     for m in $mutants; do echo "$m"; done
@@ -102,16 +108,16 @@ copy()
 case "$mutant" in
 deque_no_sl_barrier)
     copy deque.h deque.c
-    replace deque.h weft__deque_pop_known \
+    replace deque.h weft__deque_pop_public \
         '(void)weft__fas_i64(&dq->bottom, b);' \
         'weft__store_relaxed_i64(&dq->bottom, b); /* MUTANT: was an exchange */'
-    replace deque.h weft__deque_pop_known \
+    replace deque.h weft__deque_pop_public \
         'weft__fence_rmw_load();' \
         '/* MUTANT: weft__fence_rmw_load() removed */'
     ;;
 deque_no_last_cas)
     copy deque.h deque.c
-    replace deque.h weft__deque_pop_known \
+    replace deque.h weft__deque_pop_public \
         'if (!weft__cas_i64(&dq->top, t, t + 1)) {' \
         'if ((weft__store_relaxed_i64(&dq->top, t + 1), false)) { /* MUTANT */'
     ;;
@@ -120,6 +126,18 @@ deque_no_push_release)
     replace deque.h weft__deque_try_push \
         'weft__store_rel_i64(&dq->bottom, b + 1);' \
         'weft__store_relaxed_i64(&dq->bottom, b + 1); /* MUTANT: was release */'
+    ;;
+deque_no_publish_release)
+    copy deque.h deque.c
+    replace deque.c deque_publish_to \
+        'weft__store_rel_i64(&dq->bottom, nb);' \
+        'weft__store_relaxed_i64(&dq->bottom, nb); /* MUTANT: was release */'
+    ;;
+deque_private_visible)
+    copy deque.h deque.c
+    replace deque.h weft__deque_try_push_private \
+        'dq->head = h + 1;' \
+        'dq->head = h + 1; weft__store_relaxed_i64(&dq->bottom, h + 1); /* MUTANT */'
     ;;
 deque_no_grow_release)
     copy deque.h deque.c

@@ -1,0 +1,338 @@
+/*
+ * frame.c - fork-join frames: weft_frame_fork() and weft_frame_join().
+ *
+ * DESIGN
+ *
+ * A frame is the strict fork-join special case of a task: the forking
+ * task itself joins it, before it returns, on the same thread. That is
+ * what lets a frame live in the caller's storage (no pool object, no
+ * reference count) and sit in the private part of the worker's deque
+ * (primitives/deque.h) where the owner pushes and pops it with plain
+ * loads and stores. The fast path, fork then join of an item nobody
+ * stole, has no atomic read-modify-write, no fence and no call other
+ * than the body's.
+ *
+ * Who runs a frame is decided as for any task, by whoever takes it out of
+ * the deque: the join's own pop (run inline, outcome written with plain
+ * stores, because only this thread knows the frame), a thief's steal CAS
+ * or a helping pop of the owner (weft__frame_run(): the outcome is
+ * published with an exchange on frame->state, which the joiner reads with
+ * acquire in weft__future_await_worker()). A frame never published stays
+ * private, so only the owner can take it.
+ *
+ * Frames are not counted in the workers' spawned/ended counters: a frame
+ * lives inside its root task's run, which is counted, so the quiescence
+ * check (executor.c) cannot see an executor idle while a frame is pending.
+ *
+ * The frame's own failure (weft_task_fail() with self the frame) lives in
+ * frame->error until the join hands it to the caller.
+ */
+#include "frame.h"
+
+#include <weft/frame.h>
+
+#include <stddef.h>
+
+#include "executor.h"
+#include "primitives/error.h"
+
+_Static_assert(sizeof(struct weft__frame) <= sizeof(weft_frame_t),
+               "weft_frame_t is too small for struct weft__frame");
+_Static_assert(offsetof(struct weft__frame, fn) ==
+                       offsetof(struct weft_future, fn) &&
+                   offsetof(struct weft__frame, arg) ==
+                       offsetof(struct weft_future, arg) &&
+                   offsetof(struct weft__frame, spawner) ==
+                       offsetof(struct weft_future, spawner) &&
+                   offsetof(struct weft__frame, ex) ==
+                       offsetof(struct weft_future, ex) &&
+                   offsetof(struct weft__frame, state) ==
+                       offsetof(struct weft_future, state) &&
+                   offsetof(struct weft__frame, refs) ==
+                       offsetof(struct weft_future, refs) &&
+                   offsetof(struct weft__frame, thief) ==
+                       offsetof(struct weft_future, thief) &&
+                   offsetof(struct weft__frame, started) ==
+                       offsetof(struct weft_future, started) &&
+                   offsetof(struct weft__frame, value) ==
+                       offsetof(struct weft_future, value) &&
+                   offsetof(struct weft__frame, slot) ==
+                       offsetof(struct weft_future, slot) &&
+                   offsetof(struct weft__frame, status) ==
+                       offsetof(struct weft_future, status),
+               "struct weft__frame must share struct weft_future's hot "
+               "line and status");
+
+/*
+ * Make fr->error agree with status st (see future_finish_error() in
+ * future.c): nothing for success, the reason for a cancellation (why:
+ * WEFT_ESHUTDOWN when it never ran because the executor is cancelling),
+ * an error naming the root task for a failure that recorded none.
+ */
+static void
+frame_settle(struct weft__frame *fr, weft_status_t st, weft_status_t why)
+{
+    fr->status = st;
+    if (st == WEFT_OK) {
+        if (fr->error != NULL) {
+            weft_error_release(fr->error);
+            fr->error = NULL;
+        }
+        return;
+    }
+    if (st == WEFT_ECANCELED) {
+        if (fr->error != NULL) {
+            weft_error_release(fr->error);
+        }
+        fr->error = weft__future_cancel_reason(fr->root, why);
+        return;
+    }
+    if (fr->error != NULL) {
+        return;
+    }
+    weft_error_t *e = NULL;
+    weft_status_t cs;
+    if ((int)st > 0) {
+        cs = weft_error_create(&e, st, "%s", weft_status_str(st));
+    } else {
+        cs = weft_error_create(&e, WEFT_EINVAL,
+                               "frame returned invalid status %d", (int)st);
+    }
+    if (cs == WEFT_OK) {
+        weft__future_stamp_error(fr->root, e);
+    }
+    fr->error = e; /* on ENOMEM, the static out-of-memory error */
+}
+
+void
+weft__frame_run(struct weft__worker *w, struct weft_future *f)
+{
+    struct weft__frame *fr = (struct weft__frame *)f;
+    weft_status_t st;
+    weft_status_t why = WEFT_OK;
+    if (w == NULL || weft__worker_cancelling(w)) {
+        st = WEFT_ECANCELED;
+        why = WEFT_ESHUTDOWN;
+        if (w != NULL) {
+            weft__counter_inc(&w->cancelled);
+        }
+    } else {
+        /* Relaxed: informational, like a future's. */
+        weft__store_relaxed_u32(&fr->started, 1);
+        st = fr->fn((weft_task_t *)fr, fr->arg, &fr->value);
+    }
+    frame_settle(fr, st, why);
+    /*
+     * Publish the outcome (value, status, error written above) and learn
+     * whether the joiner parked. After this exchange fr may be gone.
+     * Pairs with: the acquire loads of the state in worker_await()
+     * (future.c, via weft__future_await_worker()) and the WAITER CAS in
+     * future_park().
+     */
+    uint32_t old = weft__fas_u32(&fr->state, weft__phase_of_status(st));
+    if (old & WEFT__F_WAITER) {
+        /* The address may be reused by now: a futex wake there is only a
+         * spurious wake-up for whoever waits on it, which every waiter
+         * tolerates. */
+        weft__futex_wake_all(&fr->state);
+    }
+}
+
+/* Cold part of the fork: bad input, or the deque could not grow. */
+static weft_status_t __attribute__((noinline))
+frame_fork_slow(struct weft__worker *w, struct weft_future *self,
+                struct weft__frame *fr, weft_fn_t fn, void *arg)
+{
+    if (w == NULL || self == NULL || fr == NULL || fn == NULL) {
+        return WEFT_EINVAL;
+    }
+    /* The fast path filled the frame; the push found the buffer full. */
+    if (weft__deque_push_private(&w->dq, fr) != WEFT_OK) {
+        /* No memory to grow: keep it back; the join runs it inline. */
+        fr->slot = -1;
+        return WEFT_OK;
+    }
+    if (weft__deque_should_publish(&w->dq)) {
+        weft__deque_publish(&w->dq);
+        weft__parker_wake_hint(&w->ex->idle);
+    }
+    (void)arg;
+    return WEFT_OK;
+}
+
+/* Cold part of the fork: publish for a thief that asked, and wake one. */
+static weft_status_t __attribute__((noinline))
+frame_fork_publish(struct weft__worker *w)
+{
+    weft__deque_publish(&w->dq);
+    /*
+     * A thief that asked registered as a sleeper before its request (see
+     * weft__deque_request()), so this finds it if it parked.
+     */
+    weft__parker_wake_hint(&w->ex->idle);
+    return WEFT_OK;
+}
+
+weft_status_t
+weft_frame_fork(weft_task_t *self, weft_frame_t *frame, weft_fn_t fn,
+                void *arg)
+{
+    struct weft__worker *w = weft__tls_worker;
+    struct weft_future *s = (struct weft_future *)self;
+    struct weft__frame *fr = (struct weft__frame *)frame;
+    if (__builtin_expect(w == NULL || s == NULL || fr == NULL || fn == NULL,
+                         0)) {
+        return frame_fork_slow(w, s, fr, fn, arg);
+    }
+    fr->fn = fn;
+    fr->arg = arg;
+    fr->spawner = w;
+    /* self runs on this worker, so its executor is w's. */
+    fr->ex = w->ex;
+    /*
+     * Unpaired: fr is private until a publish (release store of the
+     * deque's bottom) makes it stealable. One store sets state = QUEUED
+     * and refs = the frame kind, one sets thief = started = 0.
+     */
+    fr->state_refs_init = (uint64_t)(WEFT__K_FRAME << WEFT__KIND_SHIFT)
+                          << 32;
+    fr->thief_started_init = 0;
+    fr->slot = w->dq.head;
+    fr->root = weft__task_root(s);
+    fr->error = NULL;
+    if (__builtin_expect(!weft__deque_try_push_private(&w->dq, fr), 0)) {
+        return frame_fork_slow(w, s, fr, fn, arg);
+    }
+    if (__builtin_expect(weft__deque_should_publish(&w->dq), 0)) {
+        return frame_fork_publish(w);
+    }
+    return WEFT_OK;
+}
+
+/* Hand the settled outcome of fr to the joiner. */
+static weft_status_t
+frame_deliver(struct weft__frame *fr, weft_value_t *value, weft_error_t **err)
+{
+    weft_status_t st = fr->status;
+    if (st == WEFT_OK && value != NULL) {
+        *value = fr->value;
+    }
+    if (err != NULL) {
+        *err = fr->error;
+    } else if (fr->error != NULL) {
+        weft_error_release(fr->error);
+    }
+    fr->error = NULL;
+    /* Unpaired: every other runner is done with fr (see the callers). */
+    weft__store_relaxed_u32(&fr->state, WEFT__FRAME_JOINED);
+    return st;
+}
+
+/* Run fr inline in its join (only this thread knows it), from the slow
+ * path: here a cancelling executor ends it cancelled. */
+static weft_status_t
+frame_run_inline(struct weft__worker *w, struct weft__frame *fr,
+                 weft_value_t *value, weft_error_t **err)
+{
+    weft_status_t st;
+    weft_status_t why = WEFT_OK;
+    if (weft__worker_cancelling(w)) {
+        weft__counter_inc(&w->cancelled);
+        st = WEFT_ECANCELED;
+        why = WEFT_ESHUTDOWN;
+    } else {
+        st = fr->fn((weft_task_t *)fr, fr->arg, &fr->value);
+    }
+    frame_settle(fr, st, why);
+    return frame_deliver(fr, value, err);
+}
+
+static weft_status_t __attribute__((noinline))
+frame_join_slow(struct weft__worker *w, struct weft__frame *fr,
+                weft_value_t *value, weft_error_t **err)
+{
+    if (err != NULL) {
+        *err = NULL;
+    }
+    /* Relaxed: only a state this thread wrote can say JOINED. */
+    if (fr == NULL || w == NULL || fr->spawner != w ||
+        weft__load_relaxed_u32(&fr->state) == WEFT__FRAME_JOINED) {
+        return WEFT_EINVAL;
+    }
+    if (fr->slot < 0) {
+        /* Kept back by the fork (no memory to grow the deque). */
+        return frame_run_inline(w, fr, value, err);
+    }
+    /*
+     * Pop down to fr's slot, running what was pushed after it (futures
+     * spawned and not yet joined, frames joined out of order).
+     */
+    while (w->dq.head > fr->slot) {
+        struct weft_future *t = weft__deque_pop(&w->dq);
+        if (t == NULL) {
+            break;
+        }
+        if (t == (struct weft_future *)fr) {
+            return frame_run_inline(w, fr, value, err);
+        }
+        weft__task_run(w, t);
+    }
+    /*
+     * Taken by a thief or already run by a helping pop of this worker:
+     * wait (helping) for the outcome that weft__frame_run() publishes.
+     */
+    (void)weft__future_await_worker(w, (struct weft_future *)fr);
+    return frame_deliver(fr, value, err);
+}
+
+/*
+ * The join fast path: fr is the newest private item of the caller's own
+ * deque (the LIFO order of strict fork-join), so take it with plain
+ * loads and stores and run it. Everything else goes to frame_join_slow().
+ *
+ * Why the three tests suffice to know that index head - 1 holds fr and
+ * that only this thread can take it: head > bottom makes the index
+ * private (no thief reads it); head == slot + 1 and a state still QUEUED
+ * mean fr was neither taken by a helping pop (weft__frame_run() would
+ * have ended it) nor joined (JOINED), so the push at slot was fr's and
+ * nothing has popped it since. A stolen fr cannot pass: a steal of index
+ * slot leaves top, and so bottom, above slot, so head == slot + 1 would
+ * not exceed bottom.
+ *
+ * A frame run here is part of the joining task's run: like the rest of
+ * that task, it is not interrupted by a WEFT_SHUTDOWN_CANCEL shutdown
+ * (frames that a thief or a helping pop takes end cancelled).
+ */
+weft_status_t
+weft_frame_join(weft_frame_t *frame, weft_value_t *value, weft_error_t **err)
+{
+    struct weft__frame *fr = (struct weft__frame *)frame;
+    struct weft__worker *w = weft__tls_worker;
+    int64_t h;
+    if (__builtin_expect(fr != NULL && w != NULL && fr->spawner == w &&
+                             (h = w->dq.head) == fr->slot + 1 &&
+                             /* Unpaired: the owner's own word. */
+                             h > weft__load_relaxed_i64(&w->dq.bottom) &&
+                             /* Relaxed: QUEUED is final for this thread
+                              * while fr is private (see above). */
+                             weft__load_relaxed_u32(&fr->state) ==
+                                 WEFT__QUEUED,
+                         1)) {
+        w->dq.head = h - 1;
+        weft_status_t st = fr->fn((weft_task_t *)fr, fr->arg, &fr->value);
+        if (__builtin_expect(st == WEFT_OK && fr->error == NULL, 1)) {
+            if (value != NULL) {
+                *value = fr->value;
+            }
+            if (err != NULL) {
+                *err = NULL;
+            }
+            /* Unpaired: fr was private; see frame_deliver(). */
+            weft__store_relaxed_u32(&fr->state, WEFT__FRAME_JOINED);
+            return WEFT_OK;
+        }
+        frame_settle(fr, st, WEFT_OK);
+        return frame_deliver(fr, value, err);
+    }
+    return frame_join_slow(w, fr, value, err);
+}
