@@ -18,7 +18,7 @@
  * format of the Trace Event Format, which speedscope, chrome://tracing and
  * Perfetto open offline: one thread per lane (tid = worker index; the
  * outside lane is tid = number of workers), named by "thread_name"
- * metadata events, one complete event ("ph":"X") per task execution with
+ * metadata events, one complete event (`"ph":"X"`) per task execution with
  * ts and dur in microseconds (fractional, nanosecond resolution, relative
  * to weft_executor_trace_begin()), and the recording parameters and drop
  * counts under "otherData".
@@ -27,7 +27,7 @@
  * a trace on the new executor (WEFT_TRACE_EVENTS events per worker, or
  * WEFT_TRACE_DEFAULT_EVENTS when that variable is unset or not a number in
  * 1..WEFT_TRACE_MAX_EVENTS), and weft_executor_destroy() ends it and
- * writes it to that file. Each "%p" in the file name is replaced by the
+ * writes it to that file. Each `%p` in the file name is replaced by the
  * process id. With several executors in one process each one writes the
  * same file in turn; use the functions below to keep their traces apart.
  *
@@ -96,12 +96,13 @@ WEFT_API weft_status_t weft_executor_trace_begin(weft_executor_t *ex,
 WEFT_API weft_status_t weft_executor_trace_end(weft_executor_t *ex);
 
 /**
- * Write the ended trace of ex to out as Chrome Trace Event JSON (the
- * object format: {"traceEvents":[...],"displayTimeUnit":"ns",
- * "otherData":{...}}). Events of one lane are written in start order
- * (an enclosing task before the tasks it ran while waiting). A task
- * without a name is named "task@" and its function's address; names,
- * files and functions are escaped as JSON strings. "otherData" holds
+ * Write the ended trace of ex to out as Chrome Trace Event JSON, in the
+ * object format
+ * `{"traceEvents":[...],"displayTimeUnit":"ns","otherData":{...}}`.
+ * Events of one lane are written in start order (an enclosing task
+ * before the tasks it ran while waiting). A task without a name is named
+ * "task@" and its function's address; names, files and functions are
+ * escaped as JSON strings. "otherData" holds
  * "workers", "events_per_worker", "recorded", "dropped" (events that did
  * not fit, in total) and "dropped_by_lane".
  * Returns: WEFT_OK; WEFT_EINVAL (ex or out NULL); WEFT_ESTATE (no trace was
