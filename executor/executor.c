@@ -552,6 +552,7 @@ exec_free(weft_executor_t *ex)
         weft__deque_fini(&ex->workers[i].dq);
     }
     slabs_free(ex->ext_slabs);
+    weft__trace_exec_free(ex);
     pthread_mutex_destroy(&ex->ext_lock);
     weft__timer_fini(&ex->timer);
     weft__free(ex->workers);
@@ -673,6 +674,10 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
             return WEFT_ENOMEM;
         }
     }
+    if (weft__trace_exec_created(ex) != WEFT_OK) { /* WEFT_TRACE is set */
+        exec_free(ex);
+        return WEFT_ENOMEM;
+    }
     for (unsigned int i = 0; i < n; i++) {
         struct weft__worker *w = &ex->workers[i];
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
@@ -773,6 +778,7 @@ weft_executor_destroy(weft_executor_t *ex)
     }
     exec_stop_and_join(ex);
     weft__timer_stop(&ex->timer);
+    weft__trace_exec_stopped(ex); /* writes the WEFT_TRACE file, once */
     if (exec_outstanding(ex) != 0) {
         return WEFT_EBUSY;
     }

@@ -25,6 +25,7 @@
 
 #include "executor/future.h"
 #include "executor/timer.h"
+#include "executor/trace.h"
 #include "primitives/atomics.h"
 #include "primitives/debug.h"
 #include "primitives/deque.h"
@@ -60,6 +61,8 @@ struct weft__worker {
     uint64_t rng;                    /* victim selection */
     pthread_t thread;
     int started;
+    struct weft__trace_lane trace;   /* task trace (trace.h): buf set by
+                                        trace begin/end under its lock */
 
     /* Counters: written by the owner with relaxed stores, read by
      * anyone (weft_executor_stats, quiescence detection). */
@@ -110,6 +113,7 @@ struct weft_executor {
     uint32_t nstarted;            /* workers past their start hook; faa */
 
     struct weft__timer timer;     /* deadline observer (timer.c) */
+    struct weft__trace_ctl trace; /* task trace (trace.c) */
 
     weft_executor_config_t cfg;
     char name_prefix[16];

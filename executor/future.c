@@ -202,9 +202,10 @@ task_body(struct weft__worker *w, struct weft_future *f)
 {
     if (__builtin_expect(weft__worker_cancelling(w), 0)) {
         weft__counter_inc(&w->cancelled);
+        weft__trace_ended_unrun(w, f);
         return WEFT_ECANCELED;
     }
-    return f->fn((weft_task_t *)f, f->arg, &f->value);
+    return weft__trace_body(&w->trace, f);
 }
 
 /*
@@ -352,10 +353,11 @@ task_execute(struct weft__worker *w, struct weft_future *f)
     if (why != WEFT_OK) {
         weft__counter_inc(&w->cancelled);
         f->status = WEFT_ECANCELED;
+        weft__trace_ended_unrun(w, f);
     } else {
         /* Relaxed: informational ("did the body start"). */
         weft__store_relaxed_u32(&f->started, 1);
-        f->status = f->fn((weft_task_t *)f, f->arg, &f->value);
+        f->status = weft__trace_body(&w->trace, f);
     }
     future_finish_error(f, why);
     task_after_body(f);
@@ -449,6 +451,7 @@ future_end_unqueued(struct weft__worker *w, struct weft_future *f,
                     weft_status_t st)
 {
     f->status = WEFT_ECANCELED;
+    weft__trace_ended_unrun(w, f);
     future_finish_error(f, st);
     task_after_body(f);
     weft__future_complete_shared(w, f);

@@ -19,6 +19,7 @@
 #include <weft/combine.h>
 #include <weft/group.h>
 #include <weft/frame.h>
+#include <weft/trace.h>
 
 /** Major version of these headers. */
 #define WEFT_VERSION_MAJOR 0

@@ -123,6 +123,15 @@ for c in "${configs[@]}"; do
         break
     fi
 done
+# default: matplotlib for /usr/bin/python3, so the trace_timeline test
+# (perf/trace_timeline.py on a trace an example wrote) runs instead of
+# skipping.
+for c in "${configs[@]}"; do
+    if [ "$c" = default ]; then
+        need_pkgs+=(python3-matplotlib)
+        break
+    fi
+done
 # install: hwloc for pinning, Doxygen for the docs check, and Open MPI
 # (about 60 MB installed) for examples/mpi_fanout.c.
 for c in "${configs[@]}"; do

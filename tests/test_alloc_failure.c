@@ -17,7 +17,8 @@
  * continuations, and the deadline timer's heap. A second scenario does the
  * same for combinators and task groups (gather, as-completed, a group
  * with more children than its first ledger) and for error groups (create,
- * add, nest, flatten, split).
+ * add, nest, flatten, split), and a third for task traces (begin through
+ * the API and through WEFT_TRACE at create).
  *
  * Site coverage: every allocation call is tagged with its site
  * (WEFT__ALLOC* in primitives/alloc.h, which registers each call site at
@@ -36,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <weft.h>
 #include <weft/combine.h>
@@ -550,6 +552,125 @@ Test(alloc_failure, every_errgroup_allocation_fails_in_turn)
     cr_assert_gt(k, 10);
 }
 
+/* ---- trace buffers ------------------------------------------------------ */
+
+/* Write ex's ended trace to memory (libc's allocations, not weft's). */
+static weft_status_t
+trace_write_discard(weft_executor_t *ex)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&buf, &len);
+    cr_assert_not_null(fp);
+    weft_status_t st = weft_executor_trace_write(ex, fp);
+    fclose(fp);
+    free(buf);
+    return st;
+}
+
+/*
+ * A trace's buffers are one allocation, made by weft_executor_trace_begin()
+ * or, with WEFT_TRACE set (env_path), by weft_executor_create(). A failed
+ * begin returns WEFT_ENOMEM, starts nothing and keeps the previous trace
+ * readable; a failed create leaks nothing.
+ */
+static void
+trace_scenario(unsigned int workers, const char *env_path)
+{
+    int64_t live = weft__alloc_live();
+    if (env_path != NULL) {
+        cr_assert_eq(setenv("WEFT_TRACE", env_path, 1), 0);
+    }
+    weft_executor_config_t c;
+    weft_executor_config_init(&c);
+    c.num_workers = workers;
+    weft_executor_t *ex = NULL;
+    weft_status_t st = weft_executor_create(&c, &ex);
+    unsetenv("WEFT_TRACE");
+    cr_assert(st == WEFT_OK || st == WEFT_ENOMEM, "create: %s",
+              weft_status_name(st));
+    if (st != WEFT_OK) {
+        cr_assert_null(ex);
+        cr_assert_eq(weft__alloc_live(), live, "failed create leaked");
+        return;
+    }
+    st = weft_executor_trace_begin(ex, 32);
+    if (env_path != NULL) {
+        cr_assert_eq(st, WEFT_EBUSY, "WEFT_TRACE's trace is recording");
+    } else {
+        cr_assert(st == WEFT_OK || st == WEFT_ENOMEM, "begin: %s",
+                  weft_status_name(st));
+    }
+    bool recording = st != WEFT_ENOMEM;
+    if (!recording) {
+        cr_assert_eq(weft_executor_trace_end(ex), WEFT_ESTATE,
+                     "a failed begin starts nothing");
+        cr_assert_eq(trace_write_discard(ex), WEFT_ESTATE);
+    }
+    weft_value_t v;
+    st = weft_executor_run(ex, leaf, (void *)(intptr_t)3, &v);
+    cr_assert(st == WEFT_EUSER || st == WEFT_ENOMEM, "run: %s",
+              weft_status_name(st));
+    if (recording) {
+        cr_assert_eq(weft_executor_trace_end(ex), WEFT_OK);
+        cr_assert_eq(trace_write_discard(ex), WEFT_OK);
+        /* A second trace: if its buffers cannot be had, the first one
+         * stays readable. */
+        st = weft_executor_trace_begin(ex, 16);
+        cr_assert(st == WEFT_OK || st == WEFT_ENOMEM, "begin again: %s",
+                  weft_status_name(st));
+        if (st == WEFT_OK) {
+            cr_assert_eq(weft_executor_trace_end(ex), WEFT_OK);
+        }
+        cr_assert_eq(trace_write_discard(ex), WEFT_OK);
+    }
+    weft__alloc_set_fail_after(-1);
+    cr_assert_eq(weft_executor_run(ex, leaf, (void *)(intptr_t)8, &v), WEFT_OK);
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    cr_assert_eq(weft__alloc_live(), live, "leaked %lld blocks",
+                 (long long)(weft__alloc_live() - live));
+}
+
+static long
+trace_sweep(unsigned int workers, const char *env_path)
+{
+    long k = 0;
+    for (;; k++) {
+        uint64_t before = weft__alloc_failures();
+        weft__alloc_set_fail_after(k);
+        trace_scenario(workers, env_path);
+        weft__alloc_set_fail_after(-1);
+        if (weft__alloc_failures() == before) {
+            break;
+        }
+    }
+    return k;
+}
+
+/* Both trace sweeps; the WEFT_TRACE file goes to a scratch directory. */
+static long
+trace_sweeps(unsigned int workers)
+{
+    char dir[] = "/tmp/weft-alloc-trace-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/trace.json", dir);
+    long k = trace_sweep(workers, NULL) + trace_sweep(workers, path);
+    unlink(path);
+    cr_assert_eq(rmdir(dir), 0);
+    return k;
+}
+
+Test(alloc_failure, every_trace_allocation_fails_in_turn)
+{
+    long k1 = trace_sweeps(1);
+    long k2 = trace_sweeps(2);
+    cr_log_info("traces: %ld / %ld allocations failed in turn on 1 / 2 "
+                "worker(s)",
+                k1, k2);
+    cr_assert_gt(k1, 5);
+}
+
 /* ---- site registry ---------------------------------------------------- */
 
 #define MAX_SITES 512
@@ -567,6 +688,8 @@ Test(alloc_failure, every_registered_site_fails)
     (void)combine_sweep(1);
     (void)combine_sweep(2);
     (void)errgroup_sweep();
+    (void)trace_sweeps(1);
+    (void)trace_sweeps(2);
     uint64_t failures = weft__alloc_failures() - before;
 
     size_t n = weft__alloc_sites(sites, MAX_SITES);

@@ -75,9 +75,12 @@ WEFT_API void weft_executor_config_init(weft_executor_config_t *cfg);
 
 /**
  * Create an executor and start its workers.
- * cfg may be NULL for defaults; it is read during the call only.
+ * cfg may be NULL for defaults; it is read during the call only. When the
+ * environment variable WEFT_TRACE names a file, the executor also begins
+ * a task trace that weft_executor_destroy() writes there (weft/trace.h).
  * Returns: WEFT_OK and *out set; WEFT_EINVAL (out NULL, more than 4096
- * workers); WEFT_ENOMEM; WEFT_ESYS (a thread could not be started; any
+ * workers); WEFT_ENOMEM (also when WEFT_TRACE is set and the trace
+ * buffers cannot be allocated); WEFT_ESYS (a thread could not be started; any
  * started threads are joined and nothing leaks; or pin_workers is set and
  * hwloc could not read the machine's topology); WEFT_ENOTSUP (pin_workers
  * is set in a build without hwloc). *out is untouched on failure.
@@ -121,7 +124,10 @@ WEFT_API weft_status_t weft_executor_shutdown(weft_executor_t *ex,
  * free the executor.
  * Every future obtained from this executor must have been released first:
  * if some are still held, this returns WEFT_EBUSY after the shutdown and
- * frees nothing; release them and call destroy again.
+ * frees nothing; release them and call destroy again. A trace begun
+ * through WEFT_TRACE is ended and written to its file once the workers
+ * have been joined (once, even if destroy is called again; a file that
+ * cannot be written is not reported).
  * Returns: WEFT_OK (ex is gone); WEFT_EINVAL (NULL); WEFT_ESTATE (called
  * from one of its own workers); WEFT_EBUSY (futures still held).
  * Thread-safety: one thread, not a worker of ex. Blocking: yes.
