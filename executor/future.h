@@ -80,9 +80,13 @@
 #define WEFT__K_SITE 0x10u        /* f->file/line/func are set */
 #define WEFT__K_PROMISE 0x20u     /* no task: f->arg is the state of a
                                      combinator or group (combine.h) */
+#define WEFT__K_DEBUG 0x40u       /* made by a debug-mode executor; f->dbg
+                                     is its registry record or NULL
+                                     (debug.h) */
 
 struct weft__worker;
 struct weft__watch;
+struct weft__debug_rec;
 
 /*
  * A watch: a callback that the thread ending a future runs inline, right
@@ -160,6 +164,9 @@ struct weft_future {
                                      by CAS from NULL, owned by f */
     weft_token_t *ttoken;         /* weft_task_token(): made on first use,
                                      owned by f until it is freed */
+    struct weft__debug_rec *dbg;  /* K_DEBUG: registry record or NULL;
+                                     set while private, cleared when f is
+                                     freed (debug.c) */
 };
 
 /*

@@ -18,6 +18,7 @@
 #include <weft/cancel.h>
 #include <weft/combine.h>
 #include <weft/group.h>
+#include <weft/debug.h>
 
 /** Major version of these headers. */
 #define WEFT_VERSION_MAJOR 0

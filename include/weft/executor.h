@@ -33,6 +33,15 @@ typedef void (*weft_worker_hook_t)(weft_executor_t *ex, unsigned int index,
                                    void *user);
 
 /**
+ * Receives the debug-mode report (see weft_executor_config_t.debug_tasks
+ * and weft/debug.h): report is a NUL-terminated JSON object, valid only
+ * during the call; user is the config's user_data. It runs on the thread
+ * that called weft_executor_destroy(), after every worker has exited, so
+ * it must not call into the executor being destroyed.
+ */
+typedef void (*weft_debug_report_fn_t)(const char *report, void *user);
+
+/**
  * Executor configuration. Initialize with weft_executor_config_init() and
  * then set the fields you care about; fields added later are appended and
  * get their defaults from the init function.
@@ -65,10 +74,30 @@ typedef struct weft_executor_config {
      * otherwise weft_executor_create() returns WEFT_ENOTSUP.
      */
     bool pin_workers;
+    /**
+     * Debug mode (default false): the executor keeps a registry of its
+     * live futures and groups, reports at weft_executor_destroy() the
+     * futures never awaited, the groups never joined and the failures
+     * nobody observed, each with its spawn site, and can dump its live
+     * task tree (weft/debug.h). It costs a lock and an allocation per
+     * spawn while on, and nothing while off. The environment variable
+     * WEFT_DEBUG_TASKS, set to anything but "" or "0", turns it on for
+     * every executor created while it is set, whatever this field says.
+     */
+    bool debug_tasks;
+    /**
+     * Where weft_executor_destroy() sends the debug-mode report, when it
+     * has at least one entry (NULL: nowhere, unless debug mode was turned
+     * on by WEFT_DEBUG_TASKS, in which case the report goes to stderr,
+     * the one place weft ever writes to on its own). Ignored while debug
+     * mode is off. weft_executor_debug_report() gives the same report on
+     * demand.
+     */
+    weft_debug_report_fn_t on_debug_report;
 } weft_executor_config_t;
 
 /**
- * Fill cfg with defaults.
+ * Fill cfg with defaults (every field zero: debug mode off, no hooks).
  * Thread-safety: any thread. Blocking: never. Does nothing if cfg is NULL.
  */
 WEFT_API void weft_executor_config_init(weft_executor_config_t *cfg);
