@@ -103,30 +103,30 @@ struct weft__debug_rec {
     struct weft__debug_rec *child_last;
     struct weft__debug_rec *sib_prev;
     struct weft__debug_rec *sib_next;
-    struct weft_future *f;       /* the live object; NULL once freed;
+    struct weft_future *f; /* the live object; NULL once freed;
                                     reg->lock */
     /* Set while the object is private; immutable afterwards. */
     struct weft__debug *reg;
-    weft_fn_t fn;                /* the task's own function */
-    weft_token_t *token;         /* spawn or group token; retained */
+    weft_fn_t fn;        /* the task's own function */
+    weft_token_t *token; /* spawn or group token; retained */
     const char *name;
     const char *file;
     const char *func;
     int line;
     enum debug_kind kind;
-    bool detached;               /* spawned with out == NULL */
+    bool detached; /* spawned with out == NULL */
     uint64_t id;
-    uint64_t after_id;           /* a continuation's antecedent */
-    uint64_t parent_id;          /* 0: none; reg->lock after linking */
-    uint32_t observed;           /* relaxed flag (see the file comment) */
+    uint64_t after_id;  /* a continuation's antecedent */
+    uint64_t parent_id; /* 0: none; reg->lock after linking */
+    uint32_t observed;  /* relaxed flag (see the file comment) */
     /* reg->lock. */
-    bool unjoined;               /* group destroyed before its join */
-    bool delivered;              /* reported alive by a destroy call */
-    weft_status_t group_status;  /* the join status destroy got */
+    bool unjoined;              /* group destroyed before its join */
+    bool delivered;             /* reported alive by a destroy call */
+    weft_status_t group_status; /* the join status destroy got */
     /* The entry, once freed (reg->lock). */
     enum debug_finding finding;
     uint32_t phase;
-    weft_error_t *error;         /* retained */
+    weft_error_t *error; /* retained */
 };
 
 struct weft__debug {
@@ -142,11 +142,11 @@ struct weft__debug {
     struct weft__debug_rec *entry_tail;
     size_t nentries;
     size_t omitted;
-    uint64_t untracked;          /* faa: objects without a record */
+    uint64_t untracked; /* faa: objects without a record */
     /* Immutable after weft__debug_init(). */
     weft_debug_report_fn_t sink;
     void *user;
-    bool to_stderr;              /* WEFT_DEBUG_TASKS and no sink */
+    bool to_stderr; /* WEFT_DEBUG_TASKS and no sink */
 };
 
 /* The record of the tracked task running on this thread, or NULL. */
@@ -435,10 +435,9 @@ weft__debug_track_group(struct weft_future *p, weft_token_t *token,
     if (p == NULL || p->ex->debug == NULL) {
         return;
     }
-    debug_track_promise(p, DEBUG_GROUP, token, p->name,
-                        opts != NULL ? opts->file : NULL,
-                        opts != NULL ? opts->line : 0,
-                        opts != NULL ? opts->func : NULL);
+    debug_track_promise(
+        p, DEBUG_GROUP, token, p->name, opts != NULL ? opts->file : NULL,
+        opts != NULL ? opts->line : 0, opts != NULL ? opts->func : NULL);
 }
 
 void
@@ -573,12 +572,12 @@ weft__debug_freed(struct weft_future *f)
 
 /* Where the JSON goes: a FILE, a growing buffer, or nowhere. */
 struct debug_out {
-    FILE *fp;       /* write here when set */
-    bool to_buf;    /* else append to buf when set */
-    char *buf;      /* WEFT__REALLOC'ed, NUL-terminated */
+    FILE *fp;    /* write here when set */
+    bool to_buf; /* else append to buf when set */
+    char *buf;   /* WEFT__REALLOC'ed, NUL-terminated */
     size_t len;
     size_t cap;
-    bool failed;    /* a write or an allocation failed */
+    bool failed; /* a write or an allocation failed */
 };
 
 static void
@@ -756,7 +755,7 @@ out_entry(struct debug_out *o, const struct weft__debug_rec *r,
     out_lit(o, ",\"outcome\":\"");
     if (r->kind == DEBUG_GROUP) {
         /* A group's promise only settles; its outcome is its join's. */
-        out_lit(o, !r->unjoined ? "pending"
+        out_lit(o, !r->unjoined                        ? "pending"
                    : r->group_status == WEFT_OK        ? "succeeded"
                    : r->group_status == WEFT_ECANCELED ? "cancelled"
                                                        : "failed");
@@ -772,8 +771,7 @@ out_entry(struct debug_out *o, const struct weft__debug_rec *r,
 }
 
 static void
-summary_count(weft_debug_summary_t *sum, enum debug_finding finding,
-              bool alive)
+summary_count(weft_debug_summary_t *sum, enum debug_finding finding, bool alive)
 {
     switch (finding) {
     case DEBUG_NOT_AWAITED:
@@ -810,8 +808,9 @@ report_write(struct weft__debug *reg, struct debug_out *o,
         /* Pairs with: the outcome CAS in weft__future_complete_shared(),
          * so status and error are read after they were written. */
         uint32_t phase = weft__future_phase(weft__load_acq_u32(&f->state));
-        if (phase == WEFT__QUEUED && r->kind != DEBUG_GROUP) {
-            continue; /* not ended: not an entry yet */
+        if ((phase == WEFT__QUEUED && r->kind != DEBUG_GROUP) ||
+            (deliver && r->delivered)) {
+            continue; /* not ended: not an entry yet; or delivered */
         }
         enum debug_finding finding = rec_classify(r, phase, true);
         if (finding == DEBUG_NONE) {
@@ -878,9 +877,10 @@ node_token(struct debug_out *o, const struct weft__debug_rec *r)
         out_lit(o, ",\"token\":{\"state\":\"none\"}");
         return;
     }
-    out_lit(o, ts == WEFT__TOKEN_CANCELLED ? ",\"token\":{\"state\":\"cancelled\""
-               : ts == WEFT__TOKEN_EXPIRED ? ",\"token\":{\"state\":\"expired\""
-                                           : ",\"token\":{\"state\":\"active\"");
+    out_lit(o,
+            ts == WEFT__TOKEN_CANCELLED ? ",\"token\":{\"state\":\"cancelled\""
+            : ts == WEFT__TOKEN_EXPIRED ? ",\"token\":{\"state\":\"expired\""
+                                        : ",\"token\":{\"state\":\"active\"");
     if (ts == WEFT__TOKEN_CANCELLED && reason != NULL) {
         out_lit(o, ",\"reason\":");
         out_error(o, reason);
@@ -902,8 +902,8 @@ node_open(struct debug_out *o, const struct weft__debug_rec *r)
             state = "pending";
         } else {
             /* Relaxed: a snapshot of "did the body start". */
-            state = weft__load_relaxed_u32(&f->started) != 0 ? "running"
-                                                              : "queued";
+            state =
+                weft__load_relaxed_u32(&f->started) != 0 ? "running" : "queued";
         }
     }
     out_lit(o, "{");
@@ -1058,8 +1058,7 @@ weft__debug_destroying(weft_executor_t *ex)
                  "\"groups_not_joined\":%zu,\"alive\":%zu,\"untracked\":%zu,"
                  "\"omitted\":%zu}}",
                  sum.not_awaited, sum.errors_not_observed,
-                 sum.groups_not_joined, sum.alive, sum.untracked,
-                 sum.omitted);
+                 sum.groups_not_joined, sum.alive, sum.untracked, sum.omitted);
         debug_deliver(reg, small);
     }
     weft__free(o.buf);

@@ -67,15 +67,16 @@ static atomic_long detached_failures;
 static atomic_long unstarted; /* victims cancelled before they started */
 static long failures;
 
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "stress_debug: %s:%d: check failed: %s: ",      \
-                    __FILE__, __LINE__, #cond);                              \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fprintf(stderr, " (WEFT_SEED=%llu)\n", (unsigned long long)seed); \
-            failures++;                                                      \
-        }                                                                    \
+#define CHECK(cond, ...)                                                       \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr,                                                    \
+                    "stress_debug: %s:%d: check failed: %s: ", __FILE__,       \
+                    __LINE__, #cond);                                          \
+            fprintf(stderr, __VA_ARGS__);                                      \
+            fprintf(stderr, " (WEFT_SEED=%llu)\n", (unsigned long long)seed);  \
+            failures++;                                                        \
+        }                                                                      \
     } while (0)
 
 static uint64_t
@@ -151,8 +152,8 @@ static bool
 spawn_named(weft_executor_t *ex, const char *name, weft_fn_t fn, void *arg,
             weft_token_t *tok, weft_future_t **out)
 {
-    weft_spawn_opts_t o = {.release = hook, .name = name, .token = tok,
-                           WEFT_SPAWN_SITE};
+    weft_spawn_opts_t o = {
+        .release = hook, .name = name, .token = tok, WEFT_SPAWN_SITE};
     atomic_fetch_add(&hook_spawns, 1);
     weft_status_t st = weft_spawn_ex(ex, &o, fn, arg, out);
     CHECK(st == WEFT_OK, "spawn %s: %s", name, weft_status_name(st));
@@ -182,8 +183,7 @@ node(weft_task_t *self, void *arg, weft_value_t *out)
             (void)weft_future_release(f); /* never awaited */
         }
         if ((r & 7) == 0 &&
-            spawn_named(ex, "detached-failure", leaf_fail, NULL, NULL,
-                        NULL)) {
+            spawn_named(ex, "detached-failure", leaf_fail, NULL, NULL, NULL)) {
             atomic_fetch_add(&detached_failures, 1);
         }
         return WEFT_OK;
@@ -192,8 +192,8 @@ node(weft_task_t *self, void *arg, weft_value_t *out)
     weft_future_t *kids[2] = {NULL, NULL};
     for (uintptr_t i = 0; i < 2; i++) {
         uintptr_t ca = ((pos * 2 + i) << 8) | (depth + 1);
-        (void)spawn_named(ex, i == 0 ? "left" : "right", node, (void *)ca,
-                          own, &kids[i]);
+        (void)spawn_named(ex, i == 0 ? "left" : "right", node, (void *)ca, own,
+                          &kids[i]);
     }
     weft_future_t *v = NULL;
     if ((r & 2) != 0 && spawn_named(ex, "victim", victim, NULL, NULL, &v)) {
@@ -350,10 +350,8 @@ round_run(unsigned int workers, long round)
     weft_debug_summary_t sum;
     CHECK(weft_executor_debug_report(ex, NULL, &sum) == WEFT_OK, "report");
     CHECK(sum.not_awaited == (size_t)atomic_load(&leaks),
-          "not_awaited %zu, leaks %ld", sum.not_awaited,
-          atomic_load(&leaks));
-    CHECK(sum.errors_not_observed ==
-              (size_t)atomic_load(&detached_failures),
+          "not_awaited %zu, leaks %ld", sum.not_awaited, atomic_load(&leaks));
+    CHECK(sum.errors_not_observed == (size_t)atomic_load(&detached_failures),
           "errors_not_observed %zu, detached failures %ld",
           sum.errors_not_observed, atomic_load(&detached_failures));
     CHECK(sum.groups_not_joined == 1, "groups_not_joined %zu",
@@ -372,8 +370,8 @@ round_run(unsigned int workers, long round)
     CHECK(weft__alloc_live() == live, "leaked %lld blocks",
           (long long)(weft__alloc_live() - live));
     if (failures != before) {
-        fprintf(stderr, "stress_debug: round %ld (%u workers) failed\n",
-                round, workers);
+        fprintf(stderr, "stress_debug: round %ld (%u workers) failed\n", round,
+                workers);
     }
     CHECK(od.dumps > 0 && orp.reports > 0, "observers ran");
 }

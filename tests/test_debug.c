@@ -46,7 +46,14 @@ TestSuite(debug, .init = begin, .fini = end, .timeout = 30.0);
 
 /* ---- a small JSON parser ------------------------------------------------ */
 
-enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
+enum jtype {
+    J_NULL,
+    J_BOOL,
+    J_NUM,
+    J_STR,
+    J_ARR,
+    J_OBJ
+};
 
 struct jv {
     enum jtype t;
@@ -505,9 +512,8 @@ Test(debug, awaited_futures_are_not_reported)
     cr_assert_eq(weft_executor_shutdown(ex, WEFT_SHUTDOWN_DRAIN), WEFT_OK);
     weft_debug_summary_t sum;
     struct jv *r = report_of(ex, &sum);
-    cr_assert_eq(sum.not_awaited + sum.errors_not_observed +
-                     sum.groups_not_joined,
-                 0);
+    cr_assert_eq(
+        sum.not_awaited + sum.errors_not_observed + sum.groups_not_joined, 0);
     cr_assert_eq(jget(r, "entries")->n, 0);
     jfree(r);
     cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
@@ -833,21 +839,18 @@ tree_root(weft_task_t *self, void *arg, weft_value_t *out)
 {
     struct tree_ctx *c = arg;
     weft_executor_t *ex = weft_task_executor(self);
-    weft_spawn_opts_t o1 = {.name = "running-child", .token = c->cancel_me,
-                            WEFT_SPAWN_SITE};
-    cr_assert_eq(weft_spawn_ex(ex, &o1, gate_task, NULL, &c->kids[0]),
-                 WEFT_OK);
+    weft_spawn_opts_t o1 = {
+        .name = "running-child", .token = c->cancel_me, WEFT_SPAWN_SITE};
+    cr_assert_eq(weft_spawn_ex(ex, &o1, gate_task, NULL, &c->kids[0]), WEFT_OK);
     weft_spawn_opts_t o2 = {.name = "queued-child"}; /* no site, no token */
-    cr_assert_eq(weft_spawn_ex(ex, &o2, gate_task, NULL, &c->kids[1]),
-                 WEFT_OK);
+    cr_assert_eq(weft_spawn_ex(ex, &o2, gate_task, NULL, &c->kids[1]), WEFT_OK);
     weft_group_opts_t go;
     memset(&go, 0, sizeof(go));
     go.name = "grp";
     go.parent = weft_task_token(self);
     cr_assert_eq(weft_group_create(ex, &go, &c->grp), WEFT_OK);
     weft_spawn_opts_t om = {.name = "member", WEFT_SPAWN_SITE};
-    cr_assert_eq(weft_group_spawn(c->grp, &om, gate_task, NULL, NULL),
-                 WEFT_OK);
+    cr_assert_eq(weft_group_spawn(c->grp, &om, gate_task, NULL, NULL), WEFT_OK);
     atomic_store(&c->ready, 1);
     (void)gate_task(self, NULL, out);
     cr_assert_eq(weft_join(c->kids[0], NULL), WEFT_OK);
@@ -875,8 +878,7 @@ Test(debug, dump_shows_the_live_tree_with_states_and_tokens)
     cr_assert_eq(weft_token_create(NULL, &c.cancel_me), WEFT_OK);
     weft_token_t *root_tok = NULL;
     cr_assert_eq(weft_token_create(NULL, &root_tok), WEFT_OK);
-    weft_spawn_opts_t ro = {.name = "root", .token = root_tok,
-                            WEFT_SPAWN_SITE};
+    weft_spawn_opts_t ro = {.name = "root", .token = root_tok, WEFT_SPAWN_SITE};
     weft_future_t *root = NULL;
     cr_assert_eq(weft_spawn_ex(ex, &ro, tree_root, &c, &root), WEFT_OK);
     /* Root and the running child each hold a worker. */
@@ -884,8 +886,7 @@ Test(debug, dump_shows_the_live_tree_with_states_and_tokens)
         sched_yield();
     }
     weft_error_t *why = NULL;
-    cr_assert_eq(weft_error_create(&why, WEFT_EUSER, "stop \"now\""),
-                 WEFT_OK);
+    cr_assert_eq(weft_error_create(&why, WEFT_EUSER, "stop \"now\""), WEFT_OK);
     cr_assert_eq(weft_token_cancel(c.cancel_me, why), WEFT_OK);
     weft_error_release(why);
 
@@ -943,9 +944,8 @@ Test(debug, dump_shows_the_live_tree_with_states_and_tokens)
     weft_token_release(root_tok);
     weft_debug_summary_t sum;
     cr_assert_eq(weft_executor_debug_report(ex, NULL, &sum), WEFT_OK);
-    cr_assert_eq(sum.not_awaited + sum.errors_not_observed +
-                     sum.groups_not_joined,
-                 0);
+    cr_assert_eq(
+        sum.not_awaited + sum.errors_not_observed + sum.groups_not_joined, 0);
     cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
 }
 

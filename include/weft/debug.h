@@ -105,9 +105,8 @@ WEFT_API bool weft_executor_is_debugging(const weft_executor_t *ex);
  * writes to out, so the executor's spawns wait for a slow stream.
  * Ownership: out stays the caller's; nothing is retained.
  */
-WEFT_API weft_status_t weft_executor_debug_report(weft_executor_t *ex,
-                                                  FILE *out,
-                                                  weft_debug_summary_t *summary);
+WEFT_API weft_status_t weft_executor_debug_report(
+    weft_executor_t *ex, FILE *out, weft_debug_summary_t *summary);
 
 /**
  * Write ex's live task tree to out as one JSON object: "tasks" is an array
@@ -130,8 +129,7 @@ WEFT_API weft_status_t weft_executor_debug_report(weft_executor_t *ex,
  * (no allocation), so the executor's spawns wait for a slow stream.
  * Ownership: out stays the caller's.
  */
-WEFT_API weft_status_t weft_executor_dump_tasks(weft_executor_t *ex,
-                                                FILE *out);
+WEFT_API weft_status_t weft_executor_dump_tasks(weft_executor_t *ex, FILE *out);
 
 #ifdef __cplusplus
 }

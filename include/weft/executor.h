@@ -108,7 +108,8 @@ WEFT_API void weft_executor_config_init(weft_executor_config_t *cfg);
  * Returns: WEFT_OK and *out set; WEFT_EINVAL (out NULL, more than 4096
  * workers); WEFT_ENOMEM; WEFT_ESYS (a thread could not be started; any
  * started threads are joined and nothing leaks; or pin_workers is set and
- * hwloc could not read the machine's topology); WEFT_ENOTSUP (pin_workers
+ * hwloc could not read the machine's topology, or debug mode is on and its
+ * registry's mutex could not be made); WEFT_ENOTSUP (pin_workers
  * is set in a build without hwloc). *out is untouched on failure.
  * Thread-safety: any thread. Blocking: until every worker has started.
  * Ownership: the caller owns *out and must weft_executor_destroy() it.
@@ -151,6 +152,11 @@ WEFT_API weft_status_t weft_executor_shutdown(weft_executor_t *ex,
  * Every future obtained from this executor must have been released first:
  * if some are still held, this returns WEFT_EBUSY after the shutdown and
  * frees nothing; release them and call destroy again.
+ * In debug mode (debug_tasks), each call that gets past the shutdown hands
+ * the report (weft/debug.h), when it has an entry, to on_debug_report (or
+ * stderr, see there) before it checks for held futures, so a WEFT_EBUSY
+ * comes with a report naming what is still alive; an entry is delivered
+ * once, also across such calls.
  * Returns: WEFT_OK (ex is gone); WEFT_EINVAL (NULL); WEFT_ESTATE (called
  * from one of its own workers); WEFT_EBUSY (futures still held).
  * Thread-safety: one thread, not a worker of ex. Blocking: yes.
