@@ -1005,3 +1005,21 @@ Test(debug, dump_works_from_inside_a_task)
     cr_assert_eq(v.i64, WEFT_OK);
     cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
 }
+
+Test(debug, entry_reported_alive_by_a_busy_destroy_is_not_repeated)
+{
+    struct sink s = {0, NULL};
+    weft_executor_t *ex = make_ex(1, true, &s);
+    weft_spawn_opts_t o = {.name = "held", WEFT_SPAWN_SITE};
+    weft_future_t *f = NULL;
+    cr_assert_eq(weft_spawn_ex(ex, &o, ok_task, NULL, &f), WEFT_OK);
+    cr_assert_eq(weft_executor_shutdown(ex, WEFT_SHUTDOWN_DRAIN), WEFT_OK);
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_EBUSY);
+    cr_assert_eq(s.calls, 1);
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_EBUSY);
+    cr_assert_eq(s.calls, 1, "still alive, already delivered");
+    cr_assert_eq(weft_future_release(f), WEFT_OK); /* still unobserved */
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    cr_assert_eq(s.calls, 1, "released unobserved, already delivered");
+    free(s.last);
+}
