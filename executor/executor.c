@@ -142,6 +142,10 @@ pool_take_stack(weft_executor_t *ex)
 struct weft_future *
 weft__pool_refill(struct weft__worker *w)
 {
+    if (__builtin_expect(weft__debug_pool_bypass(w->ex), 0)) {
+        /* Debug mode keeps w's free list empty (debug.c). */
+        return weft__pool_get_external(w->ex);
+    }
     struct weft_future *list = pool_take_stack(w->ex);
     if (list == NULL) {
         struct weft_future *last;
@@ -553,6 +557,7 @@ exec_free(weft_executor_t *ex)
     }
     slabs_free(ex->ext_slabs);
     weft__trace_exec_free(ex);
+    weft__debug_fini(ex);
     pthread_mutex_destroy(&ex->ext_lock);
     weft__timer_fini(&ex->timer);
     weft__free(ex->workers);
@@ -678,6 +683,11 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
         exec_free(ex);
         return WEFT_ENOMEM;
     }
+    weft_status_t ds = weft__debug_init(ex);
+    if (ds != WEFT_OK) {
+        exec_free(ex);
+        return ds;
+    }
     for (unsigned int i = 0; i < n; i++) {
         struct weft__worker *w = &ex->workers[i];
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
@@ -779,6 +789,7 @@ weft_executor_destroy(weft_executor_t *ex)
     exec_stop_and_join(ex);
     weft__timer_stop(&ex->timer);
     weft__trace_exec_stopped(ex); /* writes the WEFT_TRACE file, once */
+    weft__debug_destroying(ex);
     if (exec_outstanding(ex) != 0) {
         return WEFT_EBUSY;
     }

@@ -23,6 +23,7 @@
 #define CK_BACKOFF_CEILING ((1 << 13) - 1)
 #include <ck_backoff.h>
 
+#include "executor/debug.h"
 #include "executor/future.h"
 #include "executor/timer.h"
 #include "executor/trace.h"
@@ -117,6 +118,8 @@ struct weft_executor {
 
     weft_executor_config_t cfg;
     char name_prefix[16];
+    struct weft__debug *debug;    /* debug-mode registry, or NULL when
+                                     off; immutable once workers run */
 };
 
 /* The worker running on this thread, or NULL. */
@@ -154,6 +157,9 @@ static inline void
 weft__future_reset_cold(struct weft_future *f)
 {
     if (__builtin_expect(weft__future_kind(f) != 0, 0)) {
+        if (weft__future_kind(f) & WEFT__K_DEBUG) {
+            weft__debug_freed(f);
+        }
         if (weft__future_kind(f) & WEFT__K_PROMISE) {
             /* The promise's hold on its combinator/group state. */
             void *state = f->arg;

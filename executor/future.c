@@ -516,6 +516,7 @@ spawn_slow(weft_executor_t *ex, const weft_spawn_opts_t *opts, weft_fn_t fn,
     }
     future_init(f, fn, arg, out == NULL);
     future_set_cold(f, opts);
+    weft__debug_track(ex->debug, f, opts, out == NULL ? WEFT__DBG_DETACHED : 0);
     f->spawner = w;
     /* Unpaired: the owner reads its own bottom. */
     f->slot = w != NULL ? w->dq.head : 0;
@@ -833,7 +834,7 @@ weft_future_wait(weft_future_t *f)
         return WEFT_EINVAL;
     }
     struct wait_limits lim = {0, NULL};
-    return future_wait_common(f, &lim);
+    return weft__debug_seen(f, future_wait_common(f, &lim));
 }
 
 weft_status_t
@@ -844,7 +845,7 @@ weft_future_wait_until(weft_future_t *f, uint64_t deadline_ns)
     }
     /* 0 means "no deadline" internally; time 0 has passed anyway. */
     struct wait_limits lim = {deadline_ns == 0 ? 1 : deadline_ns, NULL};
-    return future_wait_common(f, &lim);
+    return weft__debug_seen(f, future_wait_common(f, &lim));
 }
 
 /*
@@ -875,11 +876,11 @@ weft_future_wait_for(weft_future_t *f, weft_token_t *token,
     }
     struct wait_limits lim = {deadline_ns, token};
     if (token == NULL) {
-        return future_wait_common(f, &lim);
+        return weft__debug_seen(f, future_wait_common(f, &lim));
     }
     /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
     if (weft__future_state_done(weft__load_acq_u32(&f->state))) {
-        return f->status;
+        return weft__debug_seen(f, f->status);
     }
     if (weft_token_is_cancelled(token)) {
         return WEFT_EINTERRUPTED;
@@ -896,7 +897,7 @@ weft_future_wait_for(weft_future_t *f, weft_token_t *token,
     if (rs == WEFT_OK) {
         (void)weft__token_deregister(&cb);
     }
-    return st;
+    return weft__debug_seen(f, st);
 }
 
 static weft_status_t __attribute__((noinline))
@@ -916,7 +917,7 @@ join_slow(struct weft_future *f, weft_value_t *value)
         }
     }
     struct wait_limits lim = {0, NULL};
-    st = future_wait_common(f, &lim);
+    st = weft__debug_seen(f, future_wait_common(f, &lim));
     if (value != NULL && st == WEFT_OK) {
         *value = f->value;
     }
@@ -976,6 +977,7 @@ weft_future_outcome(const weft_future_t *f)
     if (f == NULL) {
         return WEFT_OUTCOME_PENDING;
     }
+    (void)weft__debug_seen(f, WEFT_OK);
     /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
     switch (weft__future_phase(weft__load_acq_u32(&f->state))) {
     case WEFT__SUCCEEDED:
@@ -999,7 +1001,7 @@ weft_future_status(const weft_future_t *f)
     if (!weft__future_state_done(weft__load_acq_u32(&f->state))) {
         return WEFT_EAGAIN;
     }
-    return f->status;
+    return weft__debug_seen(f, f->status);
 }
 
 weft_status_t
@@ -1015,7 +1017,7 @@ weft_future_value(const weft_future_t *f, weft_value_t *out)
     if (f->status == WEFT_OK) {
         *out = f->value;
     }
-    return f->status;
+    return weft__debug_seen(f, f->status);
 }
 
 bool
@@ -1193,6 +1195,9 @@ weft_future_then(weft_future_t *f, weft_fn_t fn, void *arg,
                                 WEFT__K_CONTINUATION << WEFT__KIND_SHIFT);
     c->antecedent = f;
     (void)weft_future_retain(f);
+    weft__debug_track(ex->debug, c, NULL,
+                      WEFT__DBG_CONTINUATION |
+                          (out == NULL ? WEFT__DBG_DETACHED : 0u));
     if (out != NULL) {
         *out = c;
     }
@@ -1297,6 +1302,7 @@ weft__future_make(weft_executor_t *ex, const weft_spawn_opts_t *opts,
     }
     future_init(f, fn, arg, false);
     future_set_cold(f, opts);
+    weft__debug_track(ex->debug, f, opts, 0);
     f->spawner = NULL; /* set by weft__future_submit() */
     f->slot = 0;
     return f;
@@ -1327,6 +1333,8 @@ void
 weft__future_submit_refused(struct weft_future *f, weft_status_t why)
 {
     future_end_unqueued(weft__worker_of(f->ex), f, why);
+    /* The caller reported the refusal: nobody else needs to await f. */
+    (void)weft__debug_seen(f, WEFT_OK);
 }
 
 /* ---- cancelling one future ------------------------------------------- */
@@ -1360,7 +1368,7 @@ weft_future_cancel(weft_future_t *f, weft_error_t *reason)
      * f->ttoken in weft_task_token(): either we see the token below, or
      * the task sees our request after installing it (Dekker).
      * Pairs with: the acquire load in future_cancel_reason() and the fas
-     * in weft_task_token().
+     * in weft_task_token(); the acquire load in node_token() (debug.c).
      */
     if (!weft__cas_ptr((void **)&f->cancel_req, NULL, e)) {
         weft_error_release(e);
@@ -1434,8 +1442,9 @@ weft_task_token(weft_task_t *self)
      * Full barrier (RMW): pairs with the CAS of f->cancel_req in
      * weft_future_cancel(): either it sees the token and cancels it, or
      * we see its request below (Dekker).
-     * Pairs with: the CAS of f->cancel_req in weft_future_cancel(), and
-     * the acquire load above.
+     * Pairs with: the CAS of f->cancel_req in weft_future_cancel(), the
+     * acquire load above, and the acquire load in node_token() (debug.c)
+     * that reads the token.
      */
     weft_token_t *seen = NULL;
     if (!weft__cas_value_ptr((void **)&f->ttoken, NULL, t, (void **)&seen)) {
@@ -1532,5 +1541,6 @@ weft_future_error(const weft_future_t *f)
     if (!weft__future_state_done(s)) {
         return NULL;
     }
+    (void)weft__debug_seen(f, WEFT_OK);
     return f->error;
 }

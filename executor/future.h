@@ -80,12 +80,16 @@
 #define WEFT__K_SITE 0x10u        /* f->file/line/func are set */
 #define WEFT__K_PROMISE 0x20u     /* no task: f->arg is the state of a
                                      combinator or group (combine.h) */
-#define WEFT__K_FRAME 0x40u       /* not a future: a struct weft__frame
+#define WEFT__K_DEBUG 0x40u       /* made by a debug-mode executor; f->dbg
+                                     is its registry record or NULL
+                                     (debug.h) */
+#define WEFT__K_FRAME 0x80u       /* not a future: a struct weft__frame
                                      (weft/frame.h), which shares only the
                                      hot line and status */
 
 struct weft__worker;
 struct weft__watch;
+struct weft__debug_rec;
 
 /*
  * A watch: a callback that the thread ending a future runs inline, right
@@ -163,6 +167,9 @@ struct weft_future {
                                      by CAS from NULL, owned by f */
     weft_token_t *ttoken;         /* weft_task_token(): made on first use,
                                      owned by f until it is freed */
+    struct weft__debug_rec *dbg;  /* K_DEBUG: registry record or NULL;
+                                     set while private, cleared when f is
+                                     freed (debug.c) */
 };
 
 /*

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "executor/combine.h"
+#include "executor/debug.h"
 #include "executor/executor.h"
 #include "executor/future.h"
 #include "primitives/alloc.h"
@@ -187,6 +188,7 @@ weft_group_create(weft_executor_t *ex, const weft_group_opts_t *opts,
         return WEFT_ENOMEM;
     }
     pthread_mutex_init(&g->lock, NULL);
+    weft__debug_track_group(g->done, g->token, opts);
     g->refs = 2;        /* owner, promise */
     g->outstanding = 1; /* open */
     *out = g;
@@ -231,6 +233,7 @@ weft_group_spawn(weft_group_t *g, const weft_spawn_opts_t *opts, weft_fn_t fn,
         }
         return WEFT_ENOMEM;
     }
+    weft__debug_adopt(f, g->done);
     gc->f = f;
     gc->g = g;
     gc->node.fn = group_child_ended;
@@ -426,7 +429,7 @@ weft_group_destroy(weft_group_t *g)
                                 "group destroyed before join");
         (void)weft_group_cancel(g, r);
         weft_error_release(r);
-        (void)weft_group_join(g);
+        weft__debug_group_unjoined(g->done, weft_group_join(g));
     }
     for (size_t i = 0; i < g->count; i++) {
         (void)weft_future_release(g->children[i]->f);

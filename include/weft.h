@@ -20,6 +20,7 @@
 #include <weft/group.h>
 #include <weft/frame.h>
 #include <weft/trace.h>
+#include <weft/debug.h>
 
 /** Major version of these headers. */
 #define WEFT_VERSION_MAJOR 0

@@ -303,8 +303,8 @@ token_cancel_one(weft_token_t *t, weft_error_t *reason, weft_token_t **work)
     t->reason = reason;
     /*
      * Publish the cancellation after the reason (invariant 1).
-     * Pairs with: weft__load_acq_u32(&t->state) in weft_token_reason()
-     * and in weft_token_cancel().
+     * Pairs with: weft__load_acq_u32(&t->state) in weft_token_reason(),
+     * in weft_token_cancel() and in weft__token_peek().
      */
     weft__store_rel_u32(&t->state, s | TOKEN_CANCELLED);
     token_drain(t, reason, work);
@@ -654,6 +654,25 @@ weft__token_next_deadline(const weft_token_t *t)
         return WEFT_DEADLINE_NONE;
     }
     return t->deadline_ns;
+}
+
+enum weft__token_peek_state
+weft__token_peek(const weft_token_t *t, weft_error_t **reason)
+{
+    *reason = NULL;
+    if (t == NULL) {
+        return WEFT__TOKEN_ACTIVE;
+    }
+    /*
+     * Order the read of the reason after its write (invariant 1), without
+     * observing the deadline (which could cancel t and run callbacks).
+     * Pairs with: weft__store_rel_u32(&t->state) in token_cancel_one().
+     */
+    if ((weft__load_acq_u32(&t->state) & TOKEN_CANCELLED) != 0) {
+        *reason = t->reason;
+        return WEFT__TOKEN_CANCELLED;
+    }
+    return token_deadline_passed(t) ? WEFT__TOKEN_EXPIRED : WEFT__TOKEN_ACTIVE;
 }
 
 size_t

@@ -123,6 +123,27 @@ weft_status_t weft__token_deregister(struct weft__token_cb *cb);
  */
 uint64_t weft__token_next_deadline(const weft_token_t *t);
 
+/* What weft__token_peek() saw. */
+enum weft__token_peek_state {
+    WEFT__TOKEN_ACTIVE = 0,    /* not cancelled (or NULL) */
+    WEFT__TOKEN_CANCELLED = 1, /* cancelled; *reason is set */
+    WEFT__TOKEN_EXPIRED = 2    /* its deadline passed, but nothing has
+                                  observed it yet, so not cancelled yet */
+};
+
+/*
+ * t's cancellation state, read without observing t: unlike
+ * weft_token_is_cancelled() it never cancels a token whose deadline has
+ * passed, so it never runs callbacks and takes no lock (for inspection,
+ * such as the debug-mode task dump, from under another lock).
+ * *reason is set to the borrowed reason when cancelled, else NULL; it
+ * stays valid while t lives.
+ * Thread-safety: any thread holding a reference (or otherwise keeping t
+ * alive). Blocking: never.
+ */
+enum weft__token_peek_state weft__token_peek(const weft_token_t *t,
+                                             weft_error_t **reason);
+
 /*
  * Number of registrations linked on t and waiting to run, child links
  * included. For white-box tests (a destroyed child must leave none).

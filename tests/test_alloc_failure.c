@@ -17,8 +17,12 @@
  * continuations, and the deadline timer's heap. A second scenario does the
  * same for combinators and task groups (gather, as-completed, a group
  * with more children than its first ledger) and for error groups (create,
- * add, nest, flatten, split), and a third for task traces (begin through
+ * add, nest, flatten, split), a third for task traces (begin through
  * the API and through WEFT_TRACE at create).
+ * A fourth runs an executor in debug mode
+ * (weft/debug.h): its registry, the record of each task, group and
+ * combined future, and the report buffer that destroy hands to the sink;
+ * a record that cannot be made leaves its task untracked, never lost.
  *
  * Site coverage: every allocation call is tagged with its site
  * (WEFT__ALLOC* in primitives/alloc.h, which registers each call site at
@@ -443,6 +447,181 @@ Test(alloc_failure, every_combinator_allocation_fails_in_turn)
     cr_assert_gt(k1, 5);
 }
 
+/* ---- debug mode ------------------------------------------------------- */
+
+static atomic_int sink_calls;
+
+static void
+debug_sink(const char *report, void *user)
+{
+    (void)user;
+    size_t n = strlen(report);
+    cr_assert(n >= 2 && report[0] == '{' && report[n - 1] == '}',
+              "report is one JSON object: %s", report);
+    atomic_fetch_add(&sink_calls, 1);
+}
+
+/* What the debug root made, for the accounting. */
+struct debug_tally {
+    int accepted; /* spawns (and then) accepted */
+    int leaked;   /* of those, released without being observed */
+};
+
+static weft_status_t
+debug_root(weft_task_t *self, void *arg, weft_value_t *out)
+{
+    struct debug_tally *t = arg;
+    weft_executor_t *ex = weft_task_executor(self);
+    for (intptr_t i = 0; i < 6; i++) {
+        weft_spawn_opts_t o = {.release = hook, .name = "dbg",
+                               WEFT_SPAWN_SITE};
+        weft_future_t *f = NULL;
+        atomic_fetch_add(&spawn_calls, 1);
+        weft_status_t st = weft_spawn_ex(ex, &o, leaf, (void *)i, &f);
+        cr_assert(st == WEFT_OK || st == WEFT_ENOMEM, "spawn: %s",
+                  weft_status_name(st));
+        if (st != WEFT_OK) {
+            continue;
+        }
+        t->accepted++;
+        if (i % 2 == 0) {
+            (void)weft_future_wait(f); /* observed */
+        } else {
+            t->leaked++; /* never awaited (i == 3 fails: never observed) */
+        }
+        weft_future_release(f);
+    }
+    /* A continuation, awaited. */
+    weft_future_t *c = NULL;
+    weft_future_t *a = NULL;
+    atomic_fetch_add(&spawn_calls, 1);
+    weft_spawn_opts_t ao = {.release = hook, WEFT_SPAWN_SITE};
+    if (weft_spawn_ex(ex, &ao, leaf, (void *)(intptr_t)2, &a) == WEFT_OK) {
+        t->accepted++;
+        weft_status_t cs = weft_future_then(a, cont, NULL, &c);
+        cr_assert(cs == WEFT_OK || cs == WEFT_ENOMEM);
+        (void)weft_future_wait(a);
+        weft_future_release(a);
+        if (c != NULL) {
+            (void)weft_future_wait(c);
+            weft_future_release(c);
+        }
+    }
+    /* A group destroyed without join. */
+    weft_group_t *g = NULL;
+    weft_group_opts_t go;
+    memset(&go, 0, sizeof(go));
+    go.name = "dbg-group";
+    weft_status_t gs = weft_group_create(ex, &go, &g);
+    cr_assert(gs == WEFT_OK || gs == WEFT_ENOMEM);
+    if (gs == WEFT_OK) {
+        for (intptr_t i = 0; i < 2; i++) {
+            weft_spawn_opts_t o = {.release = hook, .name = "dbg-member",
+                                   WEFT_SPAWN_SITE};
+            atomic_fetch_add(&spawn_calls, 1);
+            gs = weft_group_spawn(g, &o, leaf, (void *)i, NULL);
+            cr_assert(gs == WEFT_OK || gs == WEFT_ENOMEM);
+        }
+        cr_assert_eq(weft_group_destroy(g), WEFT_OK);
+    }
+    out->i64 = t->accepted;
+    return WEFT_OK;
+}
+
+/* A debug-mode executor: every registry allocation may fail. */
+static void
+debug_scenario(unsigned int workers)
+{
+    atomic_store(&hooks, 0);
+    atomic_store(&spawn_calls, 0);
+    atomic_store(&sink_calls, 0);
+    uint64_t fails_at_start = weft__alloc_failures();
+    int64_t live = weft__alloc_live();
+    weft_executor_config_t c;
+    weft_executor_config_init(&c);
+    c.num_workers = workers;
+    c.debug_tasks = true;
+    c.on_debug_report = debug_sink;
+    weft_executor_t *ex = NULL;
+    weft_status_t st = weft_executor_create(&c, &ex);
+    cr_assert(st == WEFT_OK || st == WEFT_ENOMEM, "create: %s",
+              weft_status_name(st));
+    if (st != WEFT_OK) {
+        cr_assert_null(ex);
+        cr_assert_eq(weft__alloc_live(), live, "failed create leaked");
+        return;
+    }
+    struct debug_tally t = {0, 0};
+    weft_spawn_opts_t ro = {.release = hook, .name = "dbg-root",
+                            WEFT_SPAWN_SITE};
+    weft_future_t *rf = NULL;
+    atomic_fetch_add(&spawn_calls, 1);
+    st = weft_spawn_ex(ex, &ro, debug_root, &t, &rf);
+    cr_assert(st == WEFT_OK || st == WEFT_ENOMEM);
+    if (st == WEFT_OK) {
+        cr_assert_eq(weft_future_wait(rf), WEFT_OK);
+        weft_future_release(rf);
+    }
+    /* Once the armed failure has happened, everything works again. */
+    bool failed_already = weft__alloc_failures() != fails_at_start;
+    weft_value_t v;
+    weft_status_t rs = weft_executor_run(ex, leaf, (void *)(intptr_t)8, &v);
+    cr_assert(rs == WEFT_OK || (!failed_already && rs == WEFT_ENOMEM),
+              "run: %s", weft_status_name(rs));
+    cr_assert_eq(weft_executor_shutdown(ex, WEFT_SHUTDOWN_DRAIN), WEFT_OK);
+    /* Reading the registry allocates nothing of weft's. */
+    FILE *null = fopen("/dev/null", "w");
+    cr_assert_not_null(null);
+    weft_debug_summary_t sum;
+    cr_assert_eq(weft_executor_debug_report(ex, null, &sum), WEFT_OK);
+    cr_assert_eq(weft_executor_dump_tasks(ex, null), WEFT_OK);
+    fclose(null);
+    /* Every leaked future is an entry, unless the registry could not
+     * record something (then it says how many). */
+    size_t entries = sum.not_awaited + sum.errors_not_observed;
+    cr_assert_leq(entries, (size_t)t.leaked);
+    cr_assert_geq(entries + sum.untracked, (size_t)t.leaked,
+                  "%zu entries, %zu untracked, %d leaked", entries,
+                  sum.untracked, t.leaked);
+    cr_assert_leq(sum.groups_not_joined, 1);
+    /* destroy builds the report for the sink: that buffer may fail too
+     * (the sink then gets the counts alone). */
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    cr_assert_leq(atomic_load(&sink_calls), 1);
+    cr_assert(atomic_load(&sink_calls) == 1 || entries == 0,
+              "a report with entries is delivered");
+    cr_assert_eq(atomic_load(&hooks), atomic_load(&spawn_calls),
+                 "release hooks ran exactly once per spawn");
+    cr_assert_eq(weft__alloc_live(), live, "leaked %lld blocks",
+                 (long long)(weft__alloc_live() - live));
+}
+
+static long
+debug_sweep(unsigned int workers)
+{
+    long k = 0;
+    for (;; k++) {
+        uint64_t before = weft__alloc_failures();
+        weft__alloc_set_fail_after(k);
+        debug_scenario(workers);
+        weft__alloc_set_fail_after(-1);
+        if (weft__alloc_failures() == before) {
+            break;
+        }
+    }
+    return k;
+}
+
+Test(alloc_failure, every_debug_mode_allocation_fails_in_turn)
+{
+    long k1 = debug_sweep(1);
+    long k2 = debug_sweep(2);
+    cr_log_info("debug mode: %ld / %ld allocations failed in turn on 1 / 2 "
+                "worker(s)",
+                k1, k2);
+    cr_assert_gt(k1, 10);
+}
+
 /* ---- error groups ----------------------------------------------------- */
 
 static bool
@@ -687,6 +866,8 @@ Test(alloc_failure, every_registered_site_fails)
     sweep(2);
     (void)combine_sweep(1);
     (void)combine_sweep(2);
+    (void)debug_sweep(1);
+    (void)debug_sweep(2);
     (void)errgroup_sweep();
     (void)trace_sweeps(1);
     (void)trace_sweeps(2);

@@ -33,6 +33,15 @@ typedef void (*weft_worker_hook_t)(weft_executor_t *ex, unsigned int index,
                                    void *user);
 
 /**
+ * Receives the debug-mode report (see weft_executor_config_t.debug_tasks
+ * and weft/debug.h): report is a NUL-terminated JSON object, valid only
+ * during the call; user is the config's user_data. It runs on the thread
+ * that called weft_executor_destroy(), after every worker has exited, so
+ * it must not call into the executor being destroyed.
+ */
+typedef void (*weft_debug_report_fn_t)(const char *report, void *user);
+
+/**
  * Executor configuration. Initialize with weft_executor_config_init() and
  * then set the fields you care about; fields added later are appended and
  * get their defaults from the init function.
@@ -65,10 +74,30 @@ typedef struct weft_executor_config {
      * otherwise weft_executor_create() returns WEFT_ENOTSUP.
      */
     bool pin_workers;
+    /**
+     * Debug mode (default false): the executor keeps a registry of its
+     * live futures and groups, reports at weft_executor_destroy() the
+     * futures never awaited, the groups never joined and the failures
+     * nobody observed, each with its spawn site, and can dump its live
+     * task tree (weft/debug.h). It costs a lock and an allocation per
+     * spawn while on, and nothing while off. The environment variable
+     * WEFT_DEBUG_TASKS, set to anything but "" or "0", turns it on for
+     * every executor created while it is set, whatever this field says.
+     */
+    bool debug_tasks;
+    /**
+     * Where weft_executor_destroy() sends the debug-mode report, when it
+     * has at least one entry (NULL: nowhere, unless debug mode was turned
+     * on by WEFT_DEBUG_TASKS, in which case the report goes to stderr,
+     * the one place weft ever writes to on its own). Ignored while debug
+     * mode is off. weft_executor_debug_report() gives the same report on
+     * demand.
+     */
+    weft_debug_report_fn_t on_debug_report;
 } weft_executor_config_t;
 
 /**
- * Fill cfg with defaults.
+ * Fill cfg with defaults (every field zero: debug mode off, no hooks).
  * Thread-safety: any thread. Blocking: never. Does nothing if cfg is NULL.
  */
 WEFT_API void weft_executor_config_init(weft_executor_config_t *cfg);
@@ -82,7 +111,8 @@ WEFT_API void weft_executor_config_init(weft_executor_config_t *cfg);
  * workers); WEFT_ENOMEM (also when WEFT_TRACE is set and the trace
  * buffers cannot be allocated); WEFT_ESYS (a thread could not be started; any
  * started threads are joined and nothing leaks; or pin_workers is set and
- * hwloc could not read the machine's topology); WEFT_ENOTSUP (pin_workers
+ * hwloc could not read the machine's topology, or debug mode is on and its
+ * registry's mutex could not be made); WEFT_ENOTSUP (pin_workers
  * is set in a build without hwloc). *out is untouched on failure.
  * Thread-safety: any thread. Blocking: until every worker has started.
  * Ownership: the caller owns *out and must weft_executor_destroy() it.
@@ -128,6 +158,11 @@ WEFT_API weft_status_t weft_executor_shutdown(weft_executor_t *ex,
  * through WEFT_TRACE is ended and written to its file once the workers
  * have been joined (once, even if destroy is called again; a file that
  * cannot be written is not reported).
+ * In debug mode (debug_tasks), each call that gets past the shutdown hands
+ * the report (weft/debug.h), when it has an entry, to on_debug_report (or
+ * stderr, see there) before it checks for held futures, so a WEFT_EBUSY
+ * comes with a report naming what is still alive; an entry is delivered
+ * once, also across such calls.
  * Returns: WEFT_OK (ex is gone); WEFT_EINVAL (NULL); WEFT_ESTATE (called
  * from one of its own workers); WEFT_EBUSY (futures still held).
  * Thread-safety: one thread, not a worker of ex. Blocking: yes.

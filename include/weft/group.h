@@ -62,6 +62,12 @@ typedef struct weft_group_opts {
     size_t limit;
     /** Static name, used in the error group's message; not copied. */
     const char *name;
+    /** Where the group was made, for the debug-mode report and task dump
+     * (weft/debug.h). Fill with WEFT_SPAWN_SITE; NULL/0 when unknown.
+     * Not copied (use string literals, as __FILE__ and __func__ are). */
+    const char *file;
+    int line;         /**< creation site line, 0 when unknown */
+    const char *func; /**< creation site function (not copied), or NULL */
 } weft_group_opts_t;
 
 /**
