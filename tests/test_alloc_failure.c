@@ -279,19 +279,39 @@ scenario(unsigned int workers)
                  (long long)(weft__alloc_live() - live));
 }
 
-static void
-sweep(unsigned int workers)
+/*
+ * Fail the k-th allocation of run(workers, ctx) for k = 0, 1, ... until a
+ * run no longer reaches k (the injector's failure count does not move).
+ * Returns the number of allocations failed in turn.
+ */
+static long
+sweep_runs(void (*run)(unsigned int workers, const void *ctx),
+           unsigned int workers, const void *ctx)
 {
     long k = 0;
     for (;; k++) {
         uint64_t before = weft__alloc_failures();
         weft__alloc_set_fail_after(k);
-        scenario(workers);
+        run(workers, ctx);
         weft__alloc_set_fail_after(-1);
         if (weft__alloc_failures() == before) {
-            break; /* the scenario made fewer than k + 1 allocations */
+            break; /* the run made fewer than k + 1 allocations */
         }
     }
+    return k;
+}
+
+static void
+executor_run(unsigned int workers, const void *ctx)
+{
+    (void)ctx;
+    scenario(workers);
+}
+
+static void
+sweep(unsigned int workers)
+{
+    long k = sweep_runs(executor_run, workers, NULL);
     cr_log_info("%u worker(s): %ld allocation sites failed in turn", workers,
                 k);
     cr_assert_gt(k, 5, "the sweep reached the executor's allocations");
@@ -421,20 +441,17 @@ combine_scenario(unsigned int workers)
                  (long long)(weft__alloc_live() - live));
 }
 
+static void
+combine_run(unsigned int workers, const void *ctx)
+{
+    (void)ctx;
+    combine_scenario(workers);
+}
+
 static long
 combine_sweep(unsigned int workers)
 {
-    long k = 0;
-    for (;; k++) {
-        uint64_t before = weft__alloc_failures();
-        weft__alloc_set_fail_after(k);
-        combine_scenario(workers);
-        weft__alloc_set_fail_after(-1);
-        if (weft__alloc_failures() == before) {
-            break;
-        }
-    }
-    return k;
+    return sweep_runs(combine_run, workers, NULL);
 }
 
 Test(alloc_failure, every_combinator_allocation_fails_in_turn)
@@ -596,20 +613,17 @@ debug_scenario(unsigned int workers)
                  (long long)(weft__alloc_live() - live));
 }
 
+static void
+debug_run(unsigned int workers, const void *ctx)
+{
+    (void)ctx;
+    debug_scenario(workers);
+}
+
 static long
 debug_sweep(unsigned int workers)
 {
-    long k = 0;
-    for (;; k++) {
-        uint64_t before = weft__alloc_failures();
-        weft__alloc_set_fail_after(k);
-        debug_scenario(workers);
-        weft__alloc_set_fail_after(-1);
-        if (weft__alloc_failures() == before) {
-            break;
-        }
-    }
-    return k;
+    return sweep_runs(debug_run, workers, NULL);
 }
 
 Test(alloc_failure, every_debug_mode_allocation_fails_in_turn)
@@ -810,20 +824,16 @@ trace_scenario(unsigned int workers, const char *env_path)
                  (long long)(weft__alloc_live() - live));
 }
 
+static void
+trace_run(unsigned int workers, const void *ctx)
+{
+    trace_scenario(workers, ctx);
+}
+
 static long
 trace_sweep(unsigned int workers, const char *env_path)
 {
-    long k = 0;
-    for (;; k++) {
-        uint64_t before = weft__alloc_failures();
-        weft__alloc_set_fail_after(k);
-        trace_scenario(workers, env_path);
-        weft__alloc_set_fail_after(-1);
-        if (weft__alloc_failures() == before) {
-            break;
-        }
-    }
-    return k;
+    return sweep_runs(trace_run, workers, env_path);
 }
 
 /* Both trace sweeps; the WEFT_TRACE file goes to a scratch directory. */
