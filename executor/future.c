@@ -891,7 +891,10 @@ weft_future_wait_for(weft_future_t *f, weft_token_t *token,
      * reference to f until after the deregistration, which waits for a
      * running callback, so the callback never touches a freed f.
      */
-    struct weft__token_cb cb;
+    /* Zeroed (IDLE), as cancel.h requires: stack garbage that reads as
+     * LINKED or RUNNING would make the registration fail with EINVAL,
+     * and the wait would then not see the token's cancellation. */
+    struct weft__token_cb cb = {0};
     weft_status_t rs = weft__token_register(token, &cb, wait_token_wake, f);
     weft_status_t st = future_wait_common(f, &lim);
     if (rs == WEFT_OK) {
