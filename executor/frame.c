@@ -104,10 +104,13 @@ frame_settle(struct weft__frame *fr, weft_status_t st, weft_status_t why)
     fr->error = e; /* on ENOMEM, the static out-of-memory error */
 }
 
-void
-weft__frame_run(struct weft__worker *w, struct weft_future *f)
+/*
+ * Every run but the join's fast path: the body, or a cancellation when
+ * the executor is cancelling (or w is NULL), then the settled outcome.
+ */
+static weft_status_t
+frame_execute(struct weft__worker *w, struct weft__frame *fr)
 {
-    struct weft__frame *fr = (struct weft__frame *)f;
     weft_status_t st;
     weft_status_t why = WEFT_OK;
     if (w == NULL || weft__worker_cancelling(w)) {
@@ -122,6 +125,14 @@ weft__frame_run(struct weft__worker *w, struct weft_future *f)
         st = fr->fn((weft_task_t *)fr, fr->arg, &fr->value);
     }
     frame_settle(fr, st, why);
+    return st;
+}
+
+void
+weft__frame_run(struct weft__worker *w, struct weft_future *f)
+{
+    struct weft__frame *fr = (struct weft__frame *)f;
+    weft_status_t st = frame_execute(w, fr);
     /*
      * Publish the outcome (value, status, error written above) and learn
      * whether the joiner parked. After this exchange fr may be gone.
@@ -138,28 +149,6 @@ weft__frame_run(struct weft__worker *w, struct weft_future *f)
     }
 }
 
-/* Cold part of the fork: bad input, or the deque could not grow. */
-static weft_status_t __attribute__((noinline))
-frame_fork_slow(struct weft__worker *w, struct weft_future *self,
-                struct weft__frame *fr, weft_fn_t fn, void *arg)
-{
-    if (w == NULL || self == NULL || fr == NULL || fn == NULL) {
-        return WEFT_EINVAL;
-    }
-    /* The fast path filled the frame; the push found the buffer full. */
-    if (weft__deque_push_private(&w->dq, fr) != WEFT_OK) {
-        /* No memory to grow: keep it back; the join runs it inline. */
-        fr->slot = -1;
-        return WEFT_OK;
-    }
-    if (weft__deque_should_publish(&w->dq)) {
-        weft__deque_publish(&w->dq);
-        weft__parker_wake_hint(&w->ex->idle);
-    }
-    (void)arg;
-    return WEFT_OK;
-}
-
 /* Cold part of the fork: publish for a thief that asked, and wake one. */
 static weft_status_t __attribute__((noinline))
 frame_fork_publish(struct weft__worker *w)
@@ -173,6 +162,26 @@ frame_fork_publish(struct weft__worker *w)
     return WEFT_OK;
 }
 
+/* Cold part of the fork: bad input, or the deque could not grow. */
+static weft_status_t __attribute__((noinline))
+frame_fork_slow(struct weft__worker *w, struct weft_future *self,
+                struct weft__frame *fr, weft_fn_t fn)
+{
+    if (w == NULL || self == NULL || fr == NULL || fn == NULL) {
+        return WEFT_EINVAL;
+    }
+    /* The fast path filled the frame; the push found the buffer full. */
+    if (weft__deque_push_private(&w->dq, fr) != WEFT_OK) {
+        /* No memory to grow: keep it back; the join runs it inline. */
+        fr->slot = -1;
+        return WEFT_OK;
+    }
+    if (weft__deque_should_publish(&w->dq)) {
+        return frame_fork_publish(w);
+    }
+    return WEFT_OK;
+}
+
 weft_status_t
 weft_frame_fork(weft_task_t *self, weft_frame_t *frame, weft_fn_t fn,
                 void *arg)
@@ -182,7 +191,7 @@ weft_frame_fork(weft_task_t *self, weft_frame_t *frame, weft_fn_t fn,
     struct weft__frame *fr = (struct weft__frame *)frame;
     if (__builtin_expect(w == NULL || s == NULL || fr == NULL || fn == NULL,
                          0)) {
-        return frame_fork_slow(w, s, fr, fn, arg);
+        return frame_fork_slow(w, s, fr, fn);
     }
     fr->fn = fn;
     fr->arg = arg;
@@ -201,7 +210,7 @@ weft_frame_fork(weft_task_t *self, weft_frame_t *frame, weft_fn_t fn,
     fr->root = weft__task_root(s);
     fr->error = NULL;
     if (__builtin_expect(!weft__deque_try_push_private(&w->dq, fr), 0)) {
-        return frame_fork_slow(w, s, fr, fn, arg);
+        return frame_fork_slow(w, s, fr, fn);
     }
     if (__builtin_expect(weft__deque_should_publish(&w->dq), 0)) {
         return frame_fork_publish(w);
@@ -234,16 +243,7 @@ static weft_status_t
 frame_run_inline(struct weft__worker *w, struct weft__frame *fr,
                  weft_value_t *value, weft_error_t **err)
 {
-    weft_status_t st;
-    weft_status_t why = WEFT_OK;
-    if (weft__worker_cancelling(w)) {
-        weft__counter_inc(&w->cancelled);
-        st = WEFT_ECANCELED;
-        why = WEFT_ESHUTDOWN;
-    } else {
-        st = fr->fn((weft_task_t *)fr, fr->arg, &fr->value);
-    }
-    frame_settle(fr, st, why);
+    (void)frame_execute(w, fr);
     return frame_deliver(fr, value, err);
 }
 

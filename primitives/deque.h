@@ -200,6 +200,26 @@ weft__deque_request(struct weft__deque *dq)
 }
 
 /*
+ * Cold path of both pushes: the buffer looked full by top_cache. Refresh
+ * top_cache and grow when the buffer really is full. Owner only.
+ * Returns: WEFT_OK (there is room now) or WEFT_ENOMEM.
+ */
+static inline weft_status_t
+weft__deque_make_room(struct weft__deque *dq)
+{
+    int64_t h = dq->head;
+    /*
+     * Pairs with: the CAS on top in weft__deque_steal(); a fresh top
+     * tells whether the buffer is really full.
+     */
+    dq->top_cache = weft__load_acq_i64(&dq->top);
+    if (h - dq->top_cache > dq->buf->mask) {
+        return weft__deque_grow(dq, h, dq->top_cache);
+    }
+    return WEFT_OK;
+}
+
+/*
  * Push at the bottom, growing the buffer when it is full. Owner only.
  * Returns: WEFT_OK, or WEFT_ENOMEM when the buffer had to grow and could
  * not (the item was not pushed). Never blocks.
@@ -210,21 +230,11 @@ weft__deque_push(struct weft__deque *dq, void *item)
     if (__builtin_expect(weft__deque_try_push(dq, item), 1)) {
         return WEFT_OK;
     }
-    int64_t b = dq->head;
-    /*
-     * Pairs with: the CAS on top in weft__deque_steal(); a fresh top
-     * tells whether the buffer is really full.
-     */
-    dq->top_cache = weft__load_acq_i64(&dq->top);
-    if (b - dq->top_cache > dq->buf->mask) {
-        weft_status_t st = weft__deque_grow(dq, b, dq->top_cache);
-        if (st != WEFT_OK) {
-            return st;
-        }
+    weft_status_t st = weft__deque_make_room(dq);
+    if (st == WEFT_OK) {
+        (void)weft__deque_try_push(dq, item);
     }
-    bool ok = weft__deque_try_push(dq, item);
-    (void)ok;
-    return WEFT_OK;
+    return st;
 }
 
 /*
@@ -237,18 +247,11 @@ weft__deque_push_private(struct weft__deque *dq, void *item)
     if (__builtin_expect(weft__deque_try_push_private(dq, item), 1)) {
         return WEFT_OK;
     }
-    int64_t h = dq->head;
-    /* Pairs with: the CAS on top in weft__deque_steal() (as above). */
-    dq->top_cache = weft__load_acq_i64(&dq->top);
-    if (h - dq->top_cache > dq->buf->mask) {
-        weft_status_t st = weft__deque_grow(dq, h, dq->top_cache);
-        if (st != WEFT_OK) {
-            return st;
-        }
+    weft_status_t st = weft__deque_make_room(dq);
+    if (st == WEFT_OK) {
+        (void)weft__deque_try_push_private(dq, item);
     }
-    bool ok = weft__deque_try_push_private(dq, item);
-    (void)ok;
-    return WEFT_OK;
+    return st;
 }
 
 /*

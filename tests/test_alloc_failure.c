@@ -183,8 +183,9 @@ root(weft_task_t *self, void *arg, weft_value_t *out)
 
 /* One run of the scenario, with the injector armed by the caller. */
 static void
-scenario(unsigned int workers)
+scenario(unsigned int workers, const void *ctx)
 {
+    (void)ctx;
     atomic_store(&bodies, 0);
     atomic_store(&hooks, 0);
     atomic_store(&spawn_calls, 0);
@@ -302,16 +303,9 @@ sweep_runs(void (*run)(unsigned int workers, const void *ctx),
 }
 
 static void
-executor_run(unsigned int workers, const void *ctx)
-{
-    (void)ctx;
-    scenario(workers);
-}
-
-static void
 sweep(unsigned int workers)
 {
-    long k = sweep_runs(executor_run, workers, NULL);
+    long k = sweep_runs(scenario, workers, NULL);
     cr_log_info("%u worker(s): %ld allocation sites failed in turn", workers,
                 k);
     cr_assert_gt(k, 5, "the sweep reached the executor's allocations");
@@ -343,8 +337,9 @@ status_in(weft_status_t st, const weft_status_t *ok, size_t n)
 /* gather, as-completed and a task group (more children than its initial
  * ledger), every allocation of which may fail. */
 static void
-combine_scenario(unsigned int workers)
+combine_scenario(unsigned int workers, const void *ctx)
 {
+    (void)ctx;
     static const weft_status_t ended[] = {WEFT_OK, WEFT_EUSER, WEFT_ECANCELED,
                                           WEFT_ENOMEM};
     atomic_store(&hooks, 0);
@@ -441,17 +436,10 @@ combine_scenario(unsigned int workers)
                  (long long)(weft__alloc_live() - live));
 }
 
-static void
-combine_run(unsigned int workers, const void *ctx)
-{
-    (void)ctx;
-    combine_scenario(workers);
-}
-
 static long
 combine_sweep(unsigned int workers)
 {
-    return sweep_runs(combine_run, workers, NULL);
+    return sweep_runs(combine_scenario, workers, NULL);
 }
 
 Test(alloc_failure, every_combinator_allocation_fails_in_turn)
@@ -547,8 +535,9 @@ debug_root(weft_task_t *self, void *arg, weft_value_t *out)
 
 /* A debug-mode executor: every registry allocation may fail. */
 static void
-debug_scenario(unsigned int workers)
+debug_scenario(unsigned int workers, const void *ctx)
 {
+    (void)ctx;
     atomic_store(&hooks, 0);
     atomic_store(&spawn_calls, 0);
     atomic_store(&sink_calls, 0);
@@ -613,17 +602,10 @@ debug_scenario(unsigned int workers)
                  (long long)(weft__alloc_live() - live));
 }
 
-static void
-debug_run(unsigned int workers, const void *ctx)
-{
-    (void)ctx;
-    debug_scenario(workers);
-}
-
 static long
 debug_sweep(unsigned int workers)
 {
-    return sweep_runs(debug_run, workers, NULL);
+    return sweep_runs(debug_scenario, workers, NULL);
 }
 
 Test(alloc_failure, every_debug_mode_allocation_fails_in_turn)
@@ -768,8 +750,9 @@ trace_write_discard(weft_executor_t *ex)
  * readable; a failed create leaks nothing.
  */
 static void
-trace_scenario(unsigned int workers, const char *env_path)
+trace_scenario(unsigned int workers, const void *ctx)
 {
+    const char *env_path = ctx;
     int64_t live = weft__alloc_live();
     if (env_path != NULL) {
         cr_assert_eq(setenv("WEFT_TRACE", env_path, 1), 0);
@@ -824,16 +807,10 @@ trace_scenario(unsigned int workers, const char *env_path)
                  (long long)(weft__alloc_live() - live));
 }
 
-static void
-trace_run(unsigned int workers, const void *ctx)
-{
-    trace_scenario(workers, ctx);
-}
-
 static long
 trace_sweep(unsigned int workers, const char *env_path)
 {
-    return sweep_runs(trace_run, workers, env_path);
+    return sweep_runs(trace_scenario, workers, env_path);
 }
 
 /* Both trace sweeps; the WEFT_TRACE file goes to a scratch directory. */
