@@ -69,7 +69,7 @@ _Static_assert(offsetof(struct weft__frame, fn) ==
  * WEFT_ESHUTDOWN when it never ran because the executor is cancelling),
  * an error naming the root task for a failure that recorded none.
  */
-static void
+static void __attribute__((noinline)) /* cold: keep it out of the join */
 frame_settle(struct weft__frame *fr, weft_status_t st, weft_status_t why)
 {
     fr->status = st;
