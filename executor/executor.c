@@ -60,6 +60,7 @@
  *     slabs are freed only at destroy after every worker has exited.
  */
 #include "executor.h"
+#include "executor/frame.h"
 #include "executor/pin.h"
 #include "primitives/alloc.h"
 #include "primitives/clock.h"
@@ -453,6 +454,7 @@ worker_main(void *arg)
     struct weft__worker *w = arg;
     weft_executor_t *ex = w->ex;
     weft__tls_worker = w;
+    weft__frame_set_worker(w);
     char name[32];
     snprintf(name, sizeof(name), "%.10s-%u", ex->name_prefix, w->index);
     name[15] = '\0'; /* the kernel keeps 15 characters */
@@ -475,6 +477,7 @@ worker_main(void *arg)
         ex->cfg.on_worker_stop(ex, w->index, ex->cfg.user_data);
     }
     weft__tls_worker = NULL;
+    weft__frame_set_worker(NULL);
     return NULL;
 }
 

@@ -36,6 +36,56 @@
 #include "executor.h"
 #include "primitives/error.h"
 
+/*
+ * weft/frame.h's inline fork and join read a worker through struct
+ * weft__frame_worker and its deque buffer through struct weft__frame_buf:
+ * those views must match the real layouts (this is libweft's ABI).
+ */
+_Static_assert(offsetof(struct weft__worker, dq.bottom) ==
+                       offsetof(struct weft__frame_worker, bottom) &&
+                   offsetof(struct weft__worker, dq.buf) ==
+                       offsetof(struct weft__frame_worker, buf) &&
+                   offsetof(struct weft__worker, dq.top_cache) ==
+                       offsetof(struct weft__frame_worker, top_cache) &&
+                   offsetof(struct weft__worker, dq.head) ==
+                       offsetof(struct weft__frame_worker, head) &&
+                   offsetof(struct weft__worker, dq.push_limit) ==
+                       offsetof(struct weft__frame_worker, push_limit) &&
+                   offsetof(struct weft__worker, dq.want) ==
+                       offsetof(struct weft__frame_worker, want) &&
+                   offsetof(struct weft__worker, ex) ==
+                       offsetof(struct weft__frame_worker, ex) &&
+                   sizeof(((struct weft__worker *)0)->dq.head) ==
+                       sizeof(int64_t) &&
+                   sizeof(((struct weft__worker *)0)->dq.want) ==
+                       sizeof(uint32_t) &&
+                   offsetof(struct weft__deque_buf, mask) ==
+                       offsetof(struct weft__frame_buf, mask) &&
+                   offsetof(struct weft__deque_buf, slot) ==
+                       offsetof(struct weft__frame_buf, slot),
+               "weft/frame.h's worker and deque views are out of date");
+
+/*
+ * Off the workers, weft__tls_frame_worker points at this stand-in: its
+ * push_limit of -1 makes every inline fork see a full deque, and no frame
+ * names it as spawner, so both inline paths fall back to the exported
+ * functions. Nothing ever writes it.
+ */
+static struct weft__frame_worker frame_no_worker = {.push_limit = -1};
+
+__thread struct weft__frame_worker *weft__tls_frame_worker
+    __attribute__((tls_model("initial-exec"))) = &frame_no_worker;
+
+void
+weft__frame_set_worker(struct weft__worker *w)
+{
+    weft__tls_frame_worker =
+        w != NULL ? (struct weft__frame_worker *)w : &frame_no_worker;
+}
+
+/* weft__frame_join_inline() tests st != WEFT_OK as st | error != 0. */
+_Static_assert(WEFT_OK == 0, "WEFT_OK must be 0");
+
 _Static_assert(sizeof(struct weft__frame) <= sizeof(weft_frame_t),
                "weft_frame_t is too small for struct weft__frame");
 _Static_assert(offsetof(struct weft__frame, fn) ==
@@ -84,7 +134,7 @@ frame_settle(struct weft__frame *fr, weft_status_t st, weft_status_t why)
         if (fr->error != NULL) {
             weft_error_release(fr->error);
         }
-        fr->error = weft__future_cancel_reason(fr->root, why);
+        fr->error = weft__future_cancel_reason(weft__frame_root(fr), why);
         return;
     }
     if (fr->error != NULL) {
@@ -99,7 +149,7 @@ frame_settle(struct weft__frame *fr, weft_status_t st, weft_status_t why)
                                "frame returned invalid status %d", (int)st);
     }
     if (cs == WEFT_OK) {
-        weft__future_stamp_error(fr->root, e);
+        weft__future_stamp_error(weft__frame_root(fr), e);
     }
     fr->error = e; /* on ENOMEM, the static out-of-memory error */
 }
@@ -132,6 +182,17 @@ void
 weft__frame_run(struct weft__worker *w, struct weft_future *f)
 {
     struct weft__frame *fr = (struct weft__frame *)f;
+    if (w != NULL && fr->spawner == w) {
+        /*
+         * A pop of the owner's own (helping inside a wait of the task that
+         * forked fr, or the pop-down of another frame's join): mark it so
+         * that the inline join's test head == slot + 1 fails from now on
+         * (the index may be reused by a later fork). Only this thread
+         * reads fr->slot now: the joiner is this thread, and no thief
+         * reads it.
+         */
+        fr->slot = WEFT__FRAME_SLOT_RAN;
+    }
     weft_status_t st = frame_execute(w, fr);
     /*
      * Publish the outcome (value, status, error written above) and learn
@@ -173,7 +234,7 @@ frame_fork_slow(struct weft__worker *w, struct weft_future *self,
     /* The fast path filled the frame; the push found the buffer full. */
     if (weft__deque_push_private(&w->dq, fr) != WEFT_OK) {
         /* No memory to grow: keep it back; the join runs it inline. */
-        fr->slot = -1;
+        fr->slot = WEFT__FRAME_SLOT_KEPT;
         return WEFT_OK;
     }
     if (weft__deque_should_publish(&w->dq)) {
@@ -182,9 +243,14 @@ frame_fork_slow(struct weft__worker *w, struct weft_future *self,
     return WEFT_OK;
 }
 
+/*
+ * The exported fork: the reference for weft__frame_fork_inline() in
+ * weft/frame.h (the parentheses keep the macro of that name away), which
+ * calls it for everything but the fast path.
+ */
 weft_status_t
-weft_frame_fork(weft_task_t *self, weft_frame_t *frame, weft_fn_t fn,
-                void *arg)
+(weft_frame_fork)(weft_task_t *self, weft_frame_t *frame, weft_fn_t fn,
+                  void *arg)
 {
     struct weft__worker *w = weft__tls_worker;
     struct weft_future *s = (struct weft_future *)self;
@@ -196,18 +262,17 @@ weft_frame_fork(weft_task_t *self, weft_frame_t *frame, weft_fn_t fn,
     fr->fn = fn;
     fr->arg = arg;
     fr->spawner = w;
-    /* self runs on this worker, so its executor is w's. */
-    fr->ex = w->ex;
+    /* fr->ex stays unset: a frame's executor is its root's. */
     /*
      * Unpaired: fr is private until a publish (release store of the
-     * deque's bottom) makes it stealable. One store sets state = QUEUED
-     * and refs = the frame kind, one sets thief = started = 0.
+     * deque's bottom) makes it stealable.
      */
-    fr->state_refs_init = (uint64_t)(WEFT__K_FRAME << WEFT__KIND_SHIFT)
-                          << 32;
-    fr->thief_started_init = 0;
+    fr->state = WEFT__QUEUED;
+    fr->refs = WEFT__FRAME_KIND;
+    fr->thief = 0;
+    fr->started = 0;
     fr->slot = w->dq.head;
-    fr->root = weft__task_root(s);
+    fr->root = s; /* resolved when needed: weft__frame_root() */
     fr->error = NULL;
     if (__builtin_expect(!weft__deque_try_push_private(&w->dq, fr), 0)) {
         return frame_fork_slow(w, s, fr, fn);
@@ -232,8 +297,9 @@ frame_deliver(struct weft__frame *fr, weft_value_t *value, weft_error_t **err)
         weft_error_release(fr->error);
     }
     fr->error = NULL;
-    /* Unpaired: every other runner is done with fr (see the callers). */
-    weft__store_relaxed_u32(&fr->state, WEFT__FRAME_JOINED);
+    /* Every other runner is done with fr (see the callers); only the
+     * joining thread reads slot. */
+    fr->slot = WEFT__FRAME_SLOT_JOINED;
     return st;
 }
 
@@ -254,20 +320,20 @@ frame_join_slow(struct weft__worker *w, struct weft__frame *fr,
     if (err != NULL) {
         *err = NULL;
     }
-    /* Relaxed: only a state this thread wrote can say JOINED. */
     if (fr == NULL || w == NULL || fr->spawner != w ||
-        weft__load_relaxed_u32(&fr->state) == WEFT__FRAME_JOINED) {
+        fr->slot == WEFT__FRAME_SLOT_JOINED) {
         return WEFT_EINVAL;
     }
-    if (fr->slot < 0) {
+    if (fr->slot == WEFT__FRAME_SLOT_KEPT) {
         /* Kept back by the fork (no memory to grow the deque). */
         return frame_run_inline(w, fr, value, err);
     }
     /*
      * Pop down to fr's slot, running what was pushed after it (futures
-     * spawned and not yet joined, frames joined out of order).
+     * spawned and not yet joined, frames joined out of order). A frame
+     * that a pop of this worker ran (SLOT_RAN) skips this.
      */
-    while (w->dq.head > fr->slot) {
+    while (fr->slot >= 0 && w->dq.head > fr->slot) {
         struct weft_future *t = weft__deque_pop(&w->dq);
         if (t == NULL) {
             break;
@@ -290,21 +356,26 @@ frame_join_slow(struct weft__worker *w, struct weft__frame *fr,
  * deque (the LIFO order of strict fork-join), so take it with plain
  * loads and stores and run it. Everything else goes to frame_join_slow().
  *
- * Why the three tests suffice to know that index head - 1 holds fr and
+ * Why the two tests suffice to know that index head - 1 holds fr and
  * that only this thread can take it: head > bottom makes the index
- * private (no thief reads it); head == slot + 1 and a state still QUEUED
- * mean fr was neither taken by a helping pop (weft__frame_run() would
- * have ended it) nor joined (JOINED), so the push at slot was fr's and
- * nothing has popped it since. A stolen fr cannot pass: a steal of index
- * slot leaves top, and so bottom, above slot, so head == slot + 1 would
- * not exceed bottom.
+ * private (no thief reads it). head == slot + 1 means the push at index
+ * slot was fr's and nothing has popped it since: every way out of the
+ * deque but a steal rewrites slot (a pop of this worker that runs fr sets
+ * WEFT__FRAME_SLOT_RAN, a join WEFT__FRAME_SLOT_JOINED, both negative,
+ * while head never is), so a later fork that reuses the index cannot make
+ * an old frame pass. A stolen fr cannot pass either: a steal of index
+ * slot leaves top, and so bottom, above slot for good (the owner's pop
+ * that finds the deque empty puts bottom back to top), so head == slot +
+ * 1 would not exceed bottom. weft__frame_join_inline() in weft/frame.h
+ * makes the same tests.
  *
  * A frame run here is part of the joining task's run: like the rest of
  * that task, it is not interrupted by a WEFT_SHUTDOWN_CANCEL shutdown
  * (frames that a thief or a helping pop takes end cancelled).
  */
 weft_status_t
-weft_frame_join(weft_frame_t *frame, weft_value_t *value, weft_error_t **err)
+(weft_frame_join)(weft_frame_t *frame, weft_value_t *value,
+                  weft_error_t **err)
 {
     struct weft__frame *fr = (struct weft__frame *)frame;
     struct weft__worker *w = weft__tls_worker;
@@ -312,11 +383,7 @@ weft_frame_join(weft_frame_t *frame, weft_value_t *value, weft_error_t **err)
     if (__builtin_expect(fr != NULL && w != NULL && fr->spawner == w &&
                              (h = w->dq.head) == fr->slot + 1 &&
                              /* Unpaired: the owner's own word. */
-                             h > weft__load_relaxed_i64(&w->dq.bottom) &&
-                             /* Relaxed: QUEUED is final for this thread
-                              * while fr is private (see above). */
-                             weft__load_relaxed_u32(&fr->state) ==
-                                 WEFT__QUEUED,
+                             h > weft__load_relaxed_i64(&w->dq.bottom),
                          1)) {
         w->dq.head = h - 1;
         weft_status_t st = fr->fn((weft_task_t *)fr, fr->arg, &fr->value);
@@ -327,12 +394,29 @@ weft_frame_join(weft_frame_t *frame, weft_value_t *value, weft_error_t **err)
             if (err != NULL) {
                 *err = NULL;
             }
-            /* Unpaired: fr was private; see frame_deliver(). */
-            weft__store_relaxed_u32(&fr->state, WEFT__FRAME_JOINED);
+            fr->slot = WEFT__FRAME_SLOT_JOINED; /* see frame_deliver() */
             return WEFT_OK;
         }
         frame_settle(fr, st, WEFT_OK);
         return frame_deliver(fr, value, err);
     }
     return frame_join_slow(w, fr, value, err);
+}
+
+/* Cold half of weft__frame_fork_inline(): a thief asked for work. */
+weft_status_t
+weft__frame_fork_publish(void)
+{
+    return frame_fork_publish(weft__tls_worker);
+}
+
+/* Cold half of weft__frame_join_inline(): the inline run of frame ended
+ * with status st other than a clean success. */
+weft_status_t
+weft__frame_join_settle(weft_frame_t *frame, weft_status_t st,
+                        weft_value_t *value, weft_error_t **err)
+{
+    struct weft__frame *fr = (struct weft__frame *)frame;
+    frame_settle(fr, st, WEFT_OK);
+    return frame_deliver(fr, value, err);
 }

@@ -1,7 +1,7 @@
 /*
  * frame.h - fork-join frames (internal; the public API is
- * include/weft/frame.h, the object layout is struct weft__frame in
- * future.h).
+ * include/weft/frame.h, which also holds struct weft__frame and the
+ * inline fork and join).
  */
 #ifndef WEFT_EXECUTOR_FRAME_H
 #define WEFT_EXECUTOR_FRAME_H
@@ -18,5 +18,12 @@ struct weft__worker;
  * its storage belongs to the joiner, who may return at once.
  */
 void weft__frame_run(struct weft__worker *w, struct weft_future *f);
+
+/*
+ * Point this thread's weft__tls_frame_worker (weft/frame.h) at w, or with
+ * w NULL back at the stand-in of threads that are not workers. Called by
+ * a worker thread on start and exit, next to weft__tls_worker.
+ */
+void weft__frame_set_worker(struct weft__worker *w);
 
 #endif /* WEFT_EXECUTOR_FRAME_H */

@@ -685,7 +685,8 @@ worker_await(struct weft__worker *w, struct weft_future *f,
         struct weft_future *t = NULL;
         /* Relaxed: a hint; the steal itself is a CAS. */
         uint32_t thief = weft__load_relaxed_u32(&f->thief);
-        if (thief != 0 && thief - 1 != w->index && f->ex == ex) {
+        if (thief != 0 && thief - 1 != w->index &&
+            (weft__is_frame(f) || f->ex == ex)) { /* a frame: w's deque's */
             t = weft__worker_steal_from(w, &ex->workers[thief - 1]);
         }
         if (t == NULL &&
@@ -1402,7 +1403,10 @@ weft_executor_run(weft_executor_t *ex, weft_fn_t fn, void *arg,
 weft_executor_t *
 weft_task_executor(const weft_task_t *self)
 {
-    return self != NULL ? ((const struct weft_future *)self)->ex : NULL;
+    /* A frame's ex is not set: its executor is its root's. */
+    return self != NULL
+               ? weft__task_root((struct weft_future *)self)->ex
+               : NULL;
 }
 
 weft_future_t *

@@ -39,6 +39,7 @@
 
 #include <stdint.h>
 
+#include <weft/frame.h>
 #include <weft/future.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -183,36 +184,17 @@ struct weft_future {
  *
  * state: QUEUED until the frame ends on a path other than its join's
  * inline run; then the outcome phase, published with an exchange by the
- * runner (weft__frame_run()), with WAITER set by a parked joiner; and
- * WEFT__FRAME_JOINED once the join has returned (a second join is
- * refused).
+ * runner (weft__frame_run()), with WAITER set by a parked joiner.
+ * slot: the deque index of the fork, until a pop of the forking worker
+ * runs the frame (WEFT__FRAME_SLOT_RAN) or the join returns
+ * (WEFT__FRAME_SLOT_JOINED: a second join is refused); only the forking
+ * thread reads it. ex is not set (weft_task_executor() asks the root).
  */
-#define WEFT__FRAME_JOINED 0x7u /* a phase value no future uses */
-struct weft__frame {
-    weft_fn_t fn; /* NULL once joined */
-    void *arg;
-    struct weft__worker *spawner; /* the forking worker */
-    weft_executor_t *ex;
-    union {
-        struct {
-            uint32_t state; /* atomic */
-            uint32_t refs;  /* WEFT__K_FRAME << 24; constant */
-        };
-        uint64_t state_refs_init;
-    };
-    union {
-        struct {
-            uint32_t thief;   /* as in struct weft_future */
-            uint32_t started; /* 1 once a runner entered the body */
-        };
-        uint64_t thief_started_init;
-    };
-    weft_value_t value;
-    int64_t slot;               /* deque index; -1: kept back (no push) */
-    weft_status_t status;       /* same offset as struct weft_future's */
-    struct weft_future *root;   /* the enclosing future task */
-    weft_error_t *error;        /* owned until handed to the joiner */
-};
+/* struct weft__frame and its constants: include/weft/frame.h (the
+ * inline fork and join read the layout). */
+_Static_assert(WEFT__FRAME_KIND == WEFT__K_FRAME << WEFT__KIND_SHIFT &&
+                   WEFT__FRAME_QUEUED == WEFT__QUEUED,
+               "weft/frame.h's frame constants");
 
 /* Whether task object f is a frame. */
 static inline bool
@@ -223,11 +205,39 @@ weft__is_frame(const struct weft_future *f)
             WEFT__KIND_SHIFT) & WEFT__K_FRAME;
 }
 
-/* The future task a task object stands for: itself, or a frame's root. */
+/*
+ * The enclosing future task of frame fr. A fork stores its self in
+ * fr->root, and self may be a frame too; the first lookup walks up the
+ * chain and caches the future in fr->root. Every frame on the chain is
+ * alive: each one is still running the body that forked the next (its
+ * join cannot have returned while a frame it forked is unjoined).
+ * Relaxed loads and store: after the fork (a plain store while fr is
+ * private), fr->root is written only with the future that every lookup
+ * computes, and a lookup on another thread (from a descendant stolen
+ * there) may see either value: both lead to that future.
+ */
+static inline struct weft_future *
+weft__frame_root(struct weft__frame *fr)
+{
+    struct weft_future *r =
+        weft__load_relaxed_ptr((void *const *)&fr->root);
+    if (__builtin_expect(weft__is_frame(r), 0)) {
+        do {
+            r = weft__load_relaxed_ptr(
+                (void *const *)&((struct weft__frame *)r)->root);
+        } while (weft__is_frame(r));
+        weft__store_relaxed_ptr((void **)&fr->root, r);
+    }
+    return r;
+}
+
+/* The future task a task object stands for: itself, or a frame's root.
+ * Call it only from the task's own run (see weft__frame_root()). */
 static inline struct weft_future *
 weft__task_root(struct weft_future *f)
 {
-    return weft__is_frame(f) ? ((struct weft__frame *)f)->root : f;
+    return weft__is_frame(f) ? weft__frame_root((struct weft__frame *)f)
+                             : f;
 }
 
 /* Where a running task's recorded failure lives (weft_task_fail). */

@@ -97,6 +97,7 @@ weft__deque_init(struct weft__deque *dq, unsigned int log2_capacity)
     dq->head = 0;
     dq->buf = a;
     dq->top_cache = 0;
+    dq->push_limit = a->mask;
     dq->retired = NULL;
     return WEFT_OK;
 }

@@ -56,7 +56,11 @@ struct weft__deque {
     struct weft__deque_buf *retired; /* owner only */
     int64_t head;                /* owner only: end of the private part;
                                     bottom <= head */
-    char pad0[WEFT__CACHELINE - 3 * sizeof(int64_t) - 2 * sizeof(void *)];
+    int64_t push_limit;          /* owner only: a push at an index above
+                                    it may find the buffer full; a past
+                                    top_cache + buf->mask, so at most the
+                                    true bound (see weft__deque_make_room) */
+    char pad0[WEFT__CACHELINE - 4 * sizeof(int64_t) - 2 * sizeof(void *)];
     /* Thieves' cache line. */
     int64_t top; /* CAS by thieves, and by the owner for the last item */
     uint32_t want; /* a thief found the public part empty: publish */
@@ -123,7 +127,7 @@ weft__deque_try_push(struct weft__deque *dq, void *item)
     /* head and buf are written only by this thread. */
     int64_t b = dq->head;
     struct weft__deque_buf *a = dq->buf;
-    if (__builtin_expect(b - dq->top_cache > a->mask, 0)) {
+    if (__builtin_expect(b > dq->push_limit, 0)) {
         return false;
     }
     /* Relaxed: published by the release store of bottom just below. */
@@ -150,7 +154,7 @@ weft__deque_try_push_private(struct weft__deque *dq, void *item)
 {
     int64_t h = dq->head;
     struct weft__deque_buf *a = dq->buf;
-    if (__builtin_expect(h - dq->top_cache > a->mask, 0)) {
+    if (__builtin_expect(h > dq->push_limit, 0)) {
         return false;
     }
     /*
@@ -213,10 +217,19 @@ weft__deque_make_room(struct weft__deque *dq)
      * tells whether the buffer is really full.
      */
     dq->top_cache = weft__load_acq_i64(&dq->top);
+    weft_status_t st = WEFT_OK;
     if (h - dq->top_cache > dq->buf->mask) {
-        return weft__deque_grow(dq, h, dq->top_cache);
+        st = weft__deque_grow(dq, h, dq->top_cache);
     }
-    return WEFT_OK;
+    /*
+     * The pushes test h > push_limit only. top never decreases and buf
+     * only grows, so a limit made of a past top_cache and the current
+     * mask never exceeds the true bound: pop_public() may refresh
+     * top_cache without touching it (a stale limit costs one more trip
+     * here, never an overwrite).
+     */
+    dq->push_limit = dq->top_cache + dq->buf->mask;
+    return st;
 }
 
 /*

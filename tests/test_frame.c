@@ -223,6 +223,97 @@ Test(frame, out_of_order_join_with_a_future_above)
     finish();
 }
 
+/* ---- a deque index reused after a pop ran the frame --------------------- */
+
+static atomic_uint reuse_runs[6];
+static atomic_int reuse_single_worker;
+
+static weft_status_t
+count_arg(weft_task_t *self, void *arg, weft_value_t *out)
+{
+    (void)self;
+    uintptr_t i = (uintptr_t)arg;
+    atomic_fetch_add(&reuse_runs[i], 1);
+    out->u64 = 1000 + i;
+    return WEFT_OK;
+}
+
+/*
+ * Make a frame that a pop of its own worker ran, then put another frame
+ * on its old deque index as the newest private item, and join the first:
+ * the join must hand its own outcome (its slot no longer names that
+ * index) and not run the newcomer. Deque at each step (1 worker):
+ *   fork P0, P1      public P0 (the first fork publishes), private P1
+ *   spawn F          a future push publishes everything: P0 P1 F public
+ *   fork A           private, index a
+ *   wait F           pops A (runs it) and F: head = a - 1, P0 P1 public
+ *   fork B, C        private, B at a - 1, C at a: C is on A's index
+ * With 2 workers thieves may change the picture; the values and the
+ * run counts must hold anyway.
+ */
+static weft_status_t
+reuse_root(weft_task_t *self, void *arg, weft_value_t *out)
+{
+    (void)arg;
+    weft_future_t *f = NULL;
+    weft_frame_t p0, p1, a, b, c;
+    cr_assert_eq(weft_frame_fork(self, &p0, count_arg, (void *)4), WEFT_OK);
+    cr_assert_eq(weft_frame_fork(self, &p1, count_arg, (void *)5), WEFT_OK);
+    cr_assert_eq(weft_spawn(weft_task_executor(self), count_arg, (void *)0,
+                            &f),
+                 WEFT_OK);
+    cr_assert_eq(weft_frame_fork(self, &a, count_arg, (void *)1), WEFT_OK);
+    int64_t a_index = ((struct weft__frame *)&a)->slot;
+    cr_assert_eq(weft_future_wait(f), WEFT_OK);
+    cr_assert_eq(weft_frame_fork(self, &b, count_arg, (void *)2), WEFT_OK);
+    cr_assert_eq(weft_frame_fork(self, &c, count_arg, (void *)3), WEFT_OK);
+    if (atomic_load(&reuse_single_worker)) {
+        /* The scenario happened: nobody could steal, the wait's pop ran
+         * A, and C is the newest private item, on A's old index. */
+        cr_assert_eq(atomic_load(&reuse_runs[1]), 1);
+        cr_assert_eq(((struct weft__frame *)&c)->slot, a_index);
+        cr_assert_geq(a_index, weft__tls_frame_worker->bottom);
+        cr_assert_eq(weft__tls_frame_worker->head, a_index + 1);
+    }
+    weft_value_t va = {0}, vb = {0}, vc = {0}, v0 = {0}, v1 = {0};
+    cr_assert_eq(weft_frame_join(&a, &va, NULL), WEFT_OK);
+    cr_assert_eq(weft_frame_join(&c, &vc, NULL), WEFT_OK);
+    cr_assert_eq(weft_frame_join(&b, &vb, NULL), WEFT_OK);
+    cr_assert_eq(weft_frame_join(&p1, &v1, NULL), WEFT_OK);
+    cr_assert_eq(weft_frame_join(&p0, &v0, NULL), WEFT_OK);
+    /* Joined already: refused, whichever path joined it. */
+    cr_assert_eq(weft_frame_join(&a, NULL, NULL), WEFT_EINVAL);
+    cr_assert_eq(weft_frame_join(&c, NULL, NULL), WEFT_EINVAL);
+    cr_assert_eq(weft_future_release(f), WEFT_OK);
+    out->u64 = va.u64 == 1001 && vb.u64 == 1002 && vc.u64 == 1003 &&
+               v1.u64 == 1005 && v0.u64 == 1004;
+    return WEFT_OK;
+}
+
+Test(frame, join_after_a_pop_ran_the_frame_and_its_index_was_reused)
+{
+    for (unsigned int n = 1; n <= 2; n++) {
+        weft_executor_t *ex = ex_new(n);
+        atomic_store(&reuse_single_worker, n == 1);
+        for (int i = 0; i < 200; i++) {
+            for (int k = 0; k < 6; k++) {
+                atomic_store(&reuse_runs[k], 0);
+            }
+            weft_value_t v = {0};
+            cr_assert_eq(weft_executor_run(ex, reuse_root, NULL, &v),
+                         WEFT_OK);
+            cr_assert_eq(v.u64, 1, "a join handed another frame's value");
+            for (int k = 0; k < 6; k++) {
+                cr_assert_eq(atomic_load(&reuse_runs[k]), 1,
+                             "body %d ran %u times", k,
+                             atomic_load(&reuse_runs[k]));
+            }
+        }
+        cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    }
+    finish();
+}
+
 /* A frame whose body waits on a future and runs a gather: helping from
  * inside a frame, and combinators keyed on the frame's token. */
 static weft_status_t

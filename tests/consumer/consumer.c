@@ -2,21 +2,48 @@
  * consumer.c - a program that uses weft the way an application would:
  * through <weft.h> only, linked against an installed (or embedded) weft.
  *
- * It spawns one task, joins it and prints the value. It first asks for
- * pinned workers and falls back to unpinned ones in a build without hwloc,
+ * It spawns one task, joins it and prints the value. The task computes
+ * fib(15) with fork-join frames, whose inline fast paths (weft/frame.h)
+ * read the calling worker through libweft's exported thread-local
+ * variable, so a shared-library link checks that export too. It first
+ * asks for pinned workers and falls back to unpinned ones in a build without hwloc,
  * so the output also says how the library was built.
  */
 #include <weft.h>
 
+#include <stdint.h>
 #include <stdio.h>
+
+static weft_status_t
+fib(weft_task_t *self, void *arg, weft_value_t *out)
+{
+    long n = (long)(intptr_t)arg;
+    if (n < 2) {
+        out->i64 = n;
+        return WEFT_OK;
+    }
+    weft_frame_t fr;
+    weft_value_t a, b;
+    weft_status_t st =
+        weft_frame_fork(self, &fr, fib, (void *)(intptr_t)(n - 1));
+    if (st != WEFT_OK) {
+        return st;
+    }
+    (void)fib(self, (void *)(intptr_t)(n - 2), &b);
+    st = weft_frame_join(&fr, &a, NULL);
+    out->i64 = a.i64 + b.i64;
+    return st;
+}
 
 static weft_status_t
 answer(weft_task_t *self, void *arg, weft_value_t *out)
 {
-    (void)self;
     (void)arg;
-    out->i64 = 6 * 7;
-    return WEFT_OK;
+    weft_value_t f15;
+    weft_status_t st = fib(self, (void *)(intptr_t)15, &f15);
+    /* fib(15) = 610 */
+    out->i64 = st == WEFT_OK && f15.i64 == 610 ? 6 * 7 : -1;
+    return st;
 }
 
 int
