@@ -501,13 +501,32 @@ combine_finalize(struct weft__combine *c, struct weft__worker *w)
     }
 }
 
-/* The rule, run on the thread that ended child idx. */
+/*
+ * Outcome of child ch, which has ended: its phase (the outcome values are
+ * the phase values), except for a debug-mode child, which the getter
+ * marks observed.
+ */
+static inline weft_outcome_t
+combine_child_outcome(struct weft_future *ch)
+{
+    _Static_assert(WEFT_OUTCOME_SUCCEEDED == WEFT__SUCCEEDED &&
+                       WEFT_OUTCOME_FAILED == WEFT__FAILED &&
+                       WEFT_OUTCOME_CANCELLED == WEFT__CANCELLED &&
+                       WEFT_OUTCOME_PENDING == WEFT__QUEUED,
+                   "outcomes are phases");
+    if (__builtin_expect(weft__future_kind(ch) & WEFT__K_DEBUG, 0)) {
+        return weft_future_outcome(ch);
+    }
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+    return (weft_outcome_t)weft__future_phase(weft__load_acq_u32(&ch->state));
+}
+
+/* The rule, run on the thread that ended child idx (ch). */
 static void
 combine_child_ended(struct weft__combine *c, struct weft__worker *w,
-                    uint32_t idx)
+                    uint32_t idx, struct weft_future *ch)
 {
-    struct weft_future *ch = c->children[idx];
-    weft_outcome_t o = weft_future_outcome(ch);
+    weft_outcome_t o = combine_child_outcome(ch);
     /*
      * A slot in completion order: every child for as-completed, only the
      * ones that did not succeed otherwise (they are all the finalizer
@@ -655,12 +674,11 @@ static void
 combine_watch_fired(struct weft__watch *node, struct weft__worker *w,
                     struct weft_future *f)
 {
-    (void)f;
     /* The node points at c->watch_fn (see future.h). */
     struct weft__combine *c =
         (struct weft__combine *)((char *)node->fn -
                                  offsetof(struct weft__combine, watch_fn));
-    combine_child_ended(c, w, (uint32_t)(node - c->nodes));
+    combine_child_ended(c, w, (uint32_t)(node - c->nodes), f);
 }
 
 /* ---- construction ------------------------------------------------------ */
