@@ -76,6 +76,7 @@ struct weft__combine {
     struct weft_future *waiter;
     uint32_t consumed;
 
+    weft__watch_fn_t watch_fn; /* every node's callback slot (future.h) */
     struct weft_future **children;
     struct weft__watch *nodes;
     uint32_t *order; /* order[seq] = index + 1, release-stored */
@@ -94,7 +95,13 @@ static const struct weft__promise_ops combine_ops = {
 static void
 combine_free(struct weft__combine *c)
 {
-    for (uint32_t i = 0; i < c->n; i++) {
+    /*
+     * Newest first: weft_combine_values() and the LIFO run of a gather
+     * end at one end of the children, and a sweep that starts where the
+     * last one stopped finds those objects still in cache; the pool then
+     * hands them out again in that order.
+     */
+    for (uint32_t i = c->n; i-- > 0;) {
         (void)weft_future_release(c->children[i]);
     }
     if (c->reason != NULL) {
@@ -494,13 +501,32 @@ combine_finalize(struct weft__combine *c, struct weft__worker *w)
     }
 }
 
-/* The rule, run on the thread that ended child idx. */
+/*
+ * Outcome of child ch, which has ended: its phase (the outcome values are
+ * the phase values), except for a debug-mode child, which the getter
+ * marks observed.
+ */
+static inline weft_outcome_t
+combine_child_outcome(struct weft_future *ch)
+{
+    _Static_assert(WEFT_OUTCOME_SUCCEEDED == WEFT__SUCCEEDED &&
+                       WEFT_OUTCOME_FAILED == WEFT__FAILED &&
+                       WEFT_OUTCOME_CANCELLED == WEFT__CANCELLED &&
+                       WEFT_OUTCOME_PENDING == WEFT__QUEUED,
+                   "outcomes are phases");
+    if (__builtin_expect(weft__future_kind(ch) & WEFT__K_DEBUG, 0)) {
+        return weft_future_outcome(ch);
+    }
+    /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
+    return (weft_outcome_t)weft__future_phase(weft__load_acq_u32(&ch->state));
+}
+
+/* The rule, run on the thread that ended child idx (ch). */
 static void
 combine_child_ended(struct weft__combine *c, struct weft__worker *w,
-                    uint32_t idx)
+                    uint32_t idx, struct weft_future *ch)
 {
-    struct weft_future *ch = c->children[idx];
-    weft_outcome_t o = weft_future_outcome(ch);
+    weft_outcome_t o = combine_child_outcome(ch);
     /*
      * A slot in completion order: every child for as-completed, only the
      * ones that did not succeed otherwise (they are all the finalizer
@@ -648,9 +674,11 @@ static void
 combine_watch_fired(struct weft__watch *node, struct weft__worker *w,
                     struct weft_future *f)
 {
-    (void)f;
-    struct weft__combine *c = node->ctx;
-    combine_child_ended(c, w, (uint32_t)(node - c->nodes));
+    /* The node points at c->watch_fn (see future.h). */
+    struct weft__combine *c =
+        (struct weft__combine *)((char *)node->fn -
+                                 offsetof(struct weft__combine, watch_fn));
+    combine_child_ended(c, w, (uint32_t)(node - c->nodes), f);
 }
 
 /* ---- construction ------------------------------------------------------ */
@@ -688,6 +716,7 @@ combine_make(weft_executor_t *ex, uint32_t kind, weft_future_t *const *ch,
     c->ex = ex;
     c->decider = UINT32_MAX;
     c->trigger_idx = UINT32_MAX;
+    c->watch_fn = combine_watch_fired;
     c->name = opts != NULL ? opts->name : NULL;
     c->children = (struct weft_future **)(c + 1);
     c->nodes = (struct weft__watch *)(c->children + n);
@@ -700,8 +729,7 @@ combine_make(weft_executor_t *ex, uint32_t kind, weft_future_t *const *ch,
             (void)weft_future_retain(ch[i]);
         }
         c->nodes[i].next = NULL;
-        c->nodes[i].fn = combine_watch_fired;
-        c->nodes[i].ctx = c;
+        c->nodes[i].fn = &c->watch_fn;
     }
     /* The setup reference, plus one reserved for the finalizer (the
      * watch of the last child), which watches before it never touch;
@@ -884,10 +912,26 @@ weft_combine_values(const weft_future_t *combined, weft_value_t *out, size_t n)
         return WEFT_ESTATE;
     }
     for (size_t i = 0; i < n; i++) {
-        out[i].u64 = 0;
-        if (weft_future_outcome(c->children[i]) == WEFT_OUTCOME_SUCCEEDED) {
-            (void)weft_future_value(c->children[i], &out[i]);
+        struct weft_future *ch = c->children[i];
+        if (__builtin_expect(weft__future_kind(ch) & WEFT__K_DEBUG, 0)) {
+            /* Through the getters, which mark the child observed. */
+            out[i].u64 = 0;
+            if (weft_future_outcome(ch) == WEFT_OUTCOME_SUCCEEDED) {
+                (void)weft_future_value(ch, &out[i]);
+            }
+            continue;
         }
+        /*
+         * The phase alone says whether the child succeeded (status is
+         * WEFT_OK exactly then), and the value sits on the hot line, so
+         * status is not read. A child still running (any() settles
+         * early) reads QUEUED: zero, as weft_future_outcome() would say.
+         * Pairs with: the outcome CAS in weft__future_complete_shared().
+         */
+        uint32_t s = weft__load_acq_u32(&ch->state);
+        out[i] = weft__future_phase(s) == WEFT__SUCCEEDED
+                     ? ch->value
+                     : (weft_value_t){.u64 = 0};
     }
     return WEFT_OK;
 }

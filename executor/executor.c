@@ -116,7 +116,7 @@ pool_slab_new(weft_executor_t *ex, struct weft_future **first,
         struct weft_future *f = (struct weft_future *)(base + osz * i);
         memset(f, 0, sizeof(*f));
         f->ex = ex;
-        f->next = prev;
+        f->pool_next = prev;
         prev = f;
     }
     *first = prev;
@@ -158,7 +158,7 @@ weft__pool_refill(struct weft__worker *w)
         w->slabs = s;
     }
     w->free_count = 0;
-    w->free_list = list->next;
+    w->free_list = list->pool_next;
     return list;
 }
 
@@ -179,7 +179,7 @@ weft__pool_get_external(weft_executor_t *ex)
     }
     struct weft_future *f = ex->ext_free;
     if (f != NULL) {
-        ex->ext_free = f->next;
+        ex->ext_free = f->pool_next;
     }
     pthread_mutex_unlock(&ex->ext_lock);
     return f;
@@ -191,9 +191,9 @@ weft__pool_put_slow(struct weft_future *f)
     weft_executor_t *ex = f->ex;
     void *head = weft__load_relaxed_ptr((void *const *)&ex->free_stack);
     for (;;) {
-        f->next = head;
+        f->pool_next = head;
         /*
-         * Publish f (and its f->next) on the stack.
+         * Publish f (and its f->pool_next) on the stack.
          * Pairs with: the fas in pool_take_stack().
          */
         if (weft__cas_value_ptr((void **)&ex->free_stack, head, f, &head)) {
@@ -757,20 +757,21 @@ exec_outstanding(weft_executor_t *ex)
         for (struct weft__slab *s = w->slabs; s != NULL; s = s->next) {
             total += WEFT__SLAB_OBJECTS;
         }
-        for (struct weft_future *f = w->free_list; f != NULL; f = f->next) {
+        for (struct weft_future *f = w->free_list; f != NULL;
+             f = f->pool_next) {
             free_objs++;
         }
     }
     for (struct weft__slab *s = ex->ext_slabs; s != NULL; s = s->next) {
         total += WEFT__SLAB_OBJECTS;
     }
-    for (struct weft_future *f = ex->ext_free; f != NULL; f = f->next) {
+    for (struct weft_future *f = ex->ext_free; f != NULL; f = f->pool_next) {
         free_objs++;
     }
     /* Pairs with: the CAS push in weft__pool_put_slow(). */
     for (struct weft_future *f =
              weft__load_acq_ptr((void *const *)&ex->free_stack);
-         f != NULL; f = f->next) {
+         f != NULL; f = f->pool_next) {
         free_objs++;
     }
     return total - free_objs;

@@ -148,7 +148,7 @@ weft__pool_get(struct weft__worker *w)
     if (__builtin_expect(f == NULL, 0)) {
         return weft__pool_refill(w);
     }
-    w->free_list = f->next;
+    w->free_list = f->pool_next;
     return f;
 }
 
@@ -156,6 +156,20 @@ weft__pool_get(struct weft__worker *w)
 static inline void
 weft__future_reset_cold(struct weft_future *f)
 {
+    /*
+     * A plain task that succeeded, with no continuation, watch, request,
+     * task token or id (no kind bit, no CONT, no COLD: see future.h), set
+     * no cold field: leave its cold lines alone.
+     * Relaxed: f is dead; its last holder or completer, which is us, saw
+     * the final word.
+     */
+    if (__builtin_expect(weft__future_kind(f) == 0 &&
+                             (weft__load_relaxed_u32(&f->state) &
+                              (WEFT__PHASE_MASK | WEFT__F_CONT |
+                               WEFT__F_COLD)) == WEFT__SUCCEEDED,
+                         1)) {
+        return;
+    }
     if (__builtin_expect(weft__future_kind(f) != 0, 0)) {
         if (weft__future_kind(f) & WEFT__K_DEBUG) {
             weft__debug_freed(f);
@@ -212,7 +226,7 @@ weft__pool_put_local(struct weft__worker *w, struct weft_future *f)
         weft__future_reset_cancel(f);
     }
     f->id = 0;
-    f->next = w->free_list;
+    f->pool_next = w->free_list;
     w->free_list = f;
 }
 
@@ -231,7 +245,7 @@ weft__pool_put(struct weft__worker *w, struct weft_future *f)
                              w->free_count < WEFT__LOCAL_FREE_MAX,
                          1)) {
         w->free_count++;
-        f->next = w->free_list;
+        f->pool_next = w->free_list;
         w->free_list = f;
         return;
     }

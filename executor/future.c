@@ -286,14 +286,13 @@ future_cancel_reason(struct weft_future *f, weft_status_t why)
 }
 
 /*
- * Make f->error agree with f->status: an error with origin for a failure
+ * Make f->error agree with status st: an error with origin for a failure
  * that recorded none, a reason for a cancellation, nothing for success.
  * Runs on the runner's thread before the outcome is published.
  */
 static void
-future_finish_error(struct weft_future *f, weft_status_t why)
+future_finish_error(struct weft_future *f, weft_status_t st, weft_status_t why)
 {
-    weft_status_t st = f->status;
     if (st == WEFT_OK) {
         if (__builtin_expect(f->error != NULL, 0)) {
             weft_error_release(f->error);
@@ -330,45 +329,76 @@ future_finish_error(struct weft_future *f, weft_status_t why)
 }
 
 /*
+ * Whether a cancel request is set on f (a hint, for the run paths). The
+ * request sits on a cold line; the COLD bit of the hot state word says
+ * whether to look.
+ */
+static inline bool
+future_cancel_requested(const struct weft_future *f)
+{
+    /* Pairs with: the fetch_or of COLD in weft_future_cancel(), made
+     * after its CAS of f->cancel_req: seeing the bit, we see the
+     * request. */
+    if (__builtin_expect(
+            !(weft__load_acq_u32(&f->state) & WEFT__F_COLD), 1)) {
+        return false;
+    }
+    /* Relaxed: a hint; the reason is read with acquire in
+     * future_cancel_reason(). */
+    return weft__load_relaxed_ptr((void *const *)&f->cancel_req) != NULL;
+}
+
+/*
  * Run f's body, or end it cancelled without running when the executor is
  * cancelling or f's token is cancelled; then settle f->error and run the
- * after-body work. Every run path except the fork-join fast path in
- * weft_join() goes through here. On a worker.
+ * after-body work. Returns the status. A success is not stored in
+ * f->status (see weft__future_status_of()), so a task with no token,
+ * request or recorded error touches only its hot line here. Every run
+ * path except the fork-join fast path in weft_join() goes through here.
+ * On a worker.
  */
-static void
+static weft_status_t
 task_execute(struct weft__worker *w, struct weft_future *f)
 {
     weft_status_t why = WEFT_OK;
     if (__builtin_expect(weft__worker_cancelling(w), 0)) {
         why = WEFT_ESHUTDOWN;
-    } else if (__builtin_expect(
-                   (f->token != NULL && weft_token_is_cancelled(f->token)) ||
-                       /* Relaxed: a hint; the reason is read with acquire
-                        * in future_cancel_reason(). */
-                       weft__load_relaxed_ptr((void *const *)&f->cancel_req) !=
-                           NULL,
-                   0)) {
+    } else if (__builtin_expect(((weft__future_kind(f) & WEFT__K_TOKEN) &&
+                                 weft_token_is_cancelled(f->token)) ||
+                                    future_cancel_requested(f),
+                                0)) {
         why = WEFT_ECANCELED;
     }
+    weft_status_t st;
     if (why != WEFT_OK) {
         weft__counter_inc(&w->cancelled);
-        f->status = WEFT_ECANCELED;
+        st = WEFT_ECANCELED;
+        f->status = st;
         weft__trace_ended_unrun(w, f);
     } else {
         /* Relaxed: informational ("did the body start"). */
-        weft__store_relaxed_u32(&f->started, 1);
-        f->status = weft__trace_body(&w->trace, f);
+        weft__store_relaxed_u32(&f->started, WEFT__STARTED);
+        st = weft__trace_body(&w->trace, f);
+        if (__builtin_expect(st != WEFT_OK, 0)) {
+            f->status = st;
+        }
     }
-    future_finish_error(f, why);
+    /* Relaxed: written by this thread (task_record_error). */
+    if (__builtin_expect(st != WEFT_OK || (weft__load_relaxed_u32(&f->started) &
+                                           WEFT__STARTED_ERROR),
+                         0)) {
+        future_finish_error(f, st, why);
+    }
     task_after_body(f);
+    return st;
 }
 
 static void cont_schedule(struct weft__worker *w, struct weft_future *c);
 
-void
-weft__future_complete_shared(struct weft__worker *w, struct weft_future *f)
+/* weft__future_complete_shared() with the phase given. */
+static void
+future_complete(struct weft__worker *w, struct weft_future *f, uint32_t phase)
 {
-    uint32_t phase = weft__phase_of_status(f->status);
     /* Relaxed: the CAS below re-checks the value it builds on. */
     uint32_t old = weft__load_relaxed_u32(&f->state);
     for (;;) {
@@ -418,9 +448,15 @@ weft__future_complete_shared(struct weft__worker *w, struct weft_future *f)
      */
     while (watches != NULL) {
         struct weft__watch *next = watches->next;
-        watches->fn(watches, w, f);
+        (*watches->fn)(watches, w, f);
         watches = next;
     }
+}
+
+void
+weft__future_complete_shared(struct weft__worker *w, struct weft_future *f)
+{
+    future_complete(w, f, weft__phase_of_status(f->status));
 }
 
 weft_error_t *
@@ -437,8 +473,8 @@ weft__task_run(struct weft__worker *w, struct weft_future *f)
         weft__frame_run(w, f);
         return;
     }
-    task_execute(w, f);
-    weft__future_complete_shared(w, f);
+    weft_status_t st = task_execute(w, f);
+    future_complete(w, f, weft__phase_of_status(st));
     weft__counter_inc(&w->ended);
 }
 
@@ -452,7 +488,7 @@ future_end_unqueued(struct weft__worker *w, struct weft_future *f,
 {
     f->status = WEFT_ECANCELED;
     weft__trace_ended_unrun(w, f);
-    future_finish_error(f, st);
+    future_finish_error(f, WEFT_ECANCELED, st);
     task_after_body(f);
     weft__future_complete_shared(w, f);
 }
@@ -557,6 +593,8 @@ weft_spawn(weft_executor_t *ex, weft_fn_t fn, void *arg, weft_future_t **out)
     if (__builtin_expect(f == NULL, 0)) {
         return spawn_slow(ex, NULL, fn, arg, out);
     }
+    /* Off the list first: the link shares its word with f->slot. */
+    w->free_list = f->pool_next;
     /* The owner's own push index (head: see deque.h). */
     int64_t b = w->dq.head;
     f->fn = fn;
@@ -575,9 +613,10 @@ weft_spawn(weft_executor_t *ex, weft_fn_t fn, void *arg, weft_future_t **out)
     weft__counter_inc(&w->spawned);
     if (__builtin_expect(!weft__deque_try_push(&w->dq, f), 0)) {
         weft__counter_dec(&w->spawned);
+        f->pool_next = w->free_list; /* back on the list, unused */
+        w->free_list = f;
         return spawn_slow(ex, NULL, fn, arg, out);
     }
-    w->free_list = f->next;
     *out = f;
     if (__builtin_expect(weft__parker_sleepers(&ex->idle) != 0, 0)) {
         return spawn_wake(ex);
@@ -680,7 +719,7 @@ worker_await(struct weft__worker *w, struct weft_future *f,
         /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
         uint32_t s = weft__load_acq_u32(&f->state);
         if (weft__future_state_done(s)) {
-            return f->status;
+            return weft__future_status_of(f, s);
         }
         struct weft_future *t = NULL;
         /* Relaxed: a hint; the steal itself is a CAS. */
@@ -746,7 +785,7 @@ external_await(struct weft_future *f, const struct wait_limits *lim)
         /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
         uint32_t s = weft__load_acq_u32(&f->state);
         if (weft__future_state_done(s)) {
-            return f->status;
+            return weft__future_status_of(f, s);
         }
         weft_status_t lst = wait_check_limits(lim);
         if (lst != WEFT_OK) {
@@ -785,10 +824,10 @@ await_own_deque(struct weft__worker *w, struct weft_future *f, bool free_it,
             return false;
         }
         /* Sole holder: nobody else can observe f, so no atomics. */
-        task_execute(w, f);
+        weft_status_t fst = task_execute(w, f);
         weft__counter_inc(&w->ended);
-        *st = f->status;
-        if (value != NULL && f->status == WEFT_OK) {
+        *st = fst;
+        if (value != NULL && fst == WEFT_OK) {
             *value = f->value;
         }
         if (free_it) {
@@ -801,8 +840,7 @@ await_own_deque(struct weft__worker *w, struct weft_future *f, bool free_it,
              * Pairs with: the faa in wait_token_wake(); the acquire loads
              * of later readers (this thread) need no more.
              */
-            (void)weft__fetch_or_u32(&f->state,
-                                     weft__phase_of_status(f->status));
+            (void)weft__fetch_or_u32(&f->state, weft__phase_of_status(fst));
         }
         return true;
     }
@@ -814,8 +852,9 @@ future_wait_common(struct weft_future *f, const struct wait_limits *lim)
 {
     WEFT__ASSERT(weft__future_live(f));
     /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
-    if (weft__future_state_done(weft__load_acq_u32(&f->state))) {
-        return f->status;
+    uint32_t s = weft__load_acq_u32(&f->state);
+    if (weft__future_state_done(s)) {
+        return weft__future_status_of(f, s);
     }
     struct weft__worker *w = weft__worker_of(f->ex);
     if (w == NULL) {
@@ -880,8 +919,9 @@ weft_future_wait_for(weft_future_t *f, weft_token_t *token,
         return weft__debug_seen(f, future_wait_common(f, &lim));
     }
     /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
-    if (weft__future_state_done(weft__load_acq_u32(&f->state))) {
-        return weft__debug_seen(f, f->status);
+    uint32_t s = weft__load_acq_u32(&f->state);
+    if (weft__future_state_done(s)) {
+        return weft__debug_seen(f, weft__future_status_of(f, s));
     }
     if (weft_token_is_cancelled(token)) {
         return WEFT_EINTERRUPTED;
@@ -1002,10 +1042,11 @@ weft_future_status(const weft_future_t *f)
         return WEFT_EINVAL;
     }
     /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
-    if (!weft__future_state_done(weft__load_acq_u32(&f->state))) {
+    uint32_t s = weft__load_acq_u32(&f->state);
+    if (!weft__future_state_done(s)) {
         return WEFT_EAGAIN;
     }
-    return weft__debug_seen(f, f->status);
+    return weft__debug_seen(f, weft__future_status_of(f, s));
 }
 
 weft_status_t
@@ -1015,13 +1056,15 @@ weft_future_value(const weft_future_t *f, weft_value_t *out)
         return WEFT_EINVAL;
     }
     /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
-    if (!weft__future_state_done(weft__load_acq_u32(&f->state))) {
+    uint32_t s = weft__load_acq_u32(&f->state);
+    if (!weft__future_state_done(s)) {
         return WEFT_EAGAIN;
     }
-    if (f->status == WEFT_OK) {
+    weft_status_t st = weft__future_status_of(f, s);
+    if (st == WEFT_OK) {
         *out = f->value;
     }
-    return weft__debug_seen(f, f->status);
+    return weft__debug_seen(f, st);
 }
 
 bool
@@ -1056,6 +1099,13 @@ future_id(struct weft_future *f)
     uint64_t nid = weft__faa_u64(&f->ex->next_task_id, 1) + 1;
     /* Publish the id once. Pairs with: the acquire load above. */
     if (weft__cas_value_u64(&f->id, 0, nid, &id)) {
+        /*
+         * The pool put must clear the id (see WEFT__F_COLD).
+         * Pairs with: the acquire loads of f->state by the last holder
+         * (weft_future_release) and the completer's CAS, which keep the
+         * bit.
+         */
+        (void)weft__fetch_or_u32(&f->state, WEFT__F_COLD);
         return nid;
     }
     return id;
@@ -1090,12 +1140,27 @@ weft_future_release(weft_future_t *f)
     if (f == NULL) {
         return WEFT_EINVAL;
     }
-    /*
-     * Drop our reference. Pairs with: the faa of other holders; the one
-     * that sees 1 is the last and decides below.
-     */
     WEFT__ASSERT(weft__future_live(f));
-    uint32_t old = weft__faa_u32(&f->refs, (uint32_t)-1);
+    /*
+     * The last handle (a gather releasing its adopted children) needs no
+     * locked instruction: nobody else can retain or release, so a plain
+     * store drops the count.
+     * Pairs with: the faa below of another holder that released before
+     * us (acquire: its writes to f happen before our free).
+     */
+    uint32_t old = weft__load_acq_u32(&f->refs);
+    if ((old & WEFT__REFS_MASK) == 1) {
+        /* Unpaired: no other thread writes refs now (see above); the
+         * completer reads only the kind bits, which do not change. */
+        weft__store_relaxed_u32(&f->refs, old - 1);
+    } else {
+        /*
+         * Drop our reference. Pairs with: the faa of other holders and
+         * the acquire load above; the one that sees 1 is the last and
+         * decides below.
+         */
+        old = weft__faa_u32(&f->refs, (uint32_t)-1);
+    }
     /* More releases than references: caller misuse. */
     WEFT__ASSERT((old & WEFT__REFS_MASK) != 0);
     if ((old & WEFT__REFS_MASK) != 1) {
@@ -1219,6 +1284,43 @@ weft_future_then(weft_future_t *f, weft_fn_t fn, void *arg,
 bool
 weft__future_watch(struct weft_future *f, struct weft__watch *node)
 {
+    /*
+     * Relaxed: with one handle, held by the caller, nobody else can
+     * change the count (retaining needs a handle of one's own).
+     */
+    if ((weft__load_relaxed_u32(&f->refs) & WEFT__REFS_MASK) == 1) {
+        /*
+         * Sole holder (an adopted child): nobody else can register a
+         * watch or continuation (both need a handle), wait on f (no
+         * WAITER bit), kick it or detach it, so the only other writer of
+         * the word is the completer, and no earlier registration is
+         * pending (f->watches and f->conts are NULL). The link needs no
+         * lock: write it, then set CONT with one CAS.
+         * Pairs with: the outcome CAS in weft__future_complete_shared().
+         */
+        uint32_t s = weft__load_acq_u32(&f->state);
+        if (weft__future_state_done(s)) {
+            return false;
+        }
+        WEFT__ASSERT(!(s & (WEFT__F_LOCK | WEFT__F_CONT)));
+        node->next = NULL;
+        f->watches = node;
+        for (;;) {
+            /*
+             * Set CONT after the link. Pairs with: the outcome CAS in
+             * weft__future_complete_shared(), which reads f->watches
+             * once it sees CONT; if it came first, this CAS fails on the
+             * ended word and the link is never read.
+             */
+            if (weft__cas_value_u32(&f->state, s, s | WEFT__F_CONT, &s)) {
+                return true;
+            }
+            if (weft__future_state_done(s)) {
+                f->watches = NULL;
+                return false;
+            }
+        }
+    }
     if (!future_lock_unless_done(f)) {
         return false;
     }
@@ -1378,6 +1480,12 @@ weft_future_cancel(weft_future_t *f, weft_error_t *reason)
         weft_error_release(e);
         return WEFT_EALREADY;
     }
+    /*
+     * Tell the hot line that a cold field is set (see WEFT__F_COLD).
+     * Pairs with: the acquire load in future_cancel_requested(); every
+     * CAS on the word keeps the bit.
+     */
+    (void)weft__fetch_or_u32(&f->state, WEFT__F_COLD);
     /* Pairs with: the fas in weft_task_token() (see above). */
     weft_token_t *t = weft__load_acq_ptr((void *const *)&f->ttoken);
     if (t != NULL) {
@@ -1458,6 +1566,12 @@ weft_task_token(weft_task_t *self)
         weft_token_release(t);
         return seen;
     }
+    /*
+     * The pool put must release the token (see WEFT__F_COLD).
+     * Pairs with: the acquire loads of f->state by the last holder
+     * (weft_future_release) and the completer's CAS, which keep the bit.
+     */
+    (void)weft__fetch_or_u32(&f->state, WEFT__F_COLD);
     /* Pairs with: the CAS in weft_future_cancel() (see above). */
     weft_error_t *req = weft__load_acq_ptr((void *const *)&f->cancel_req);
     if (req != NULL) {
@@ -1492,6 +1606,13 @@ task_record_error(struct weft_future *f, weft_error_t *e)
         weft_error_release(*slot);
     }
     *slot = e;
+    if (!weft__is_frame(f)) {
+        /* Relaxed: only the runner (this thread) writes started; the run
+         * path reads the flag after the body (task_execute). */
+        weft__store_relaxed_u32(&f->started,
+                                weft__load_relaxed_u32(&f->started) |
+                                    WEFT__STARTED_ERROR);
+    }
 }
 
 weft_status_t

@@ -58,6 +58,14 @@
 #define WEFT__F_LOCK 0x40u
 #define WEFT__F_CONT 0x80u
 /*
+ * COLD: a dynamic cold field may be set: a cancel request
+ * (f->cancel_req), a task token (f->ttoken) or an id (f->id). Set with an
+ * atomic or right after the field is installed, so that the run path's
+ * cancel hint and the pool put look at the cold lines only when it is
+ * set (with CONT, a failed or cancelled outcome, or a kind bit).
+ */
+#define WEFT__F_COLD 0x100u
+/*
  * Bits 16-31: a kick counter. A token callback of weft_future_wait_for()
  * adds WEFT__KICK_ONE before its futex wake, so a waiter about to park
  * with an older value of the word returns at once (no lost wake-up). It
@@ -88,6 +96,12 @@
                                      (weft/frame.h), which shares only the
                                      hot line and status */
 
+/* Bits of f->started (a frame's started is 0 or 1). */
+#define WEFT__STARTED 0x1u
+#define WEFT__STARTED_ERROR 0x2u /* the body recorded f->error
+                                    (weft_task_fail): the run path must
+                                    look at it even on success */
+
 struct weft__worker;
 struct weft__watch;
 struct weft__debug_rec;
@@ -96,15 +110,22 @@ struct weft__debug_rec;
  * A watch: a callback that the thread ending a future runs inline, right
  * after the outcome is published (no task, no allocation). Combinators
  * and groups put one on each child; the node lives in their storage and
- * must stay alive until fn has run. fn must be short and must not wait.
+ * must stay alive until the callback has run. It must be short and must
+ * not wait.
+ *
+ * A node is two words, because a gather holds one per child (10^6 of
+ * them for a gather of 10^6 futures): the link, and the address of the
+ * callback, which the owner keeps in its own state (one slot shared by
+ * all its nodes), so the callback finds the owner from that address
+ * (container_of) and, for an array of nodes, the child from the node's
+ * index.
  */
 typedef void (*weft__watch_fn_t)(struct weft__watch *node,
                                  struct weft__worker *w,
                                  struct weft_future *f);
 struct weft__watch {
-    struct weft__watch *next; /* f->watches link, under F_LOCK */
-    weft__watch_fn_t fn;
-    void *ctx;
+    struct weft__watch *next;     /* f->watches link, under F_LOCK */
+    const weft__watch_fn_t *fn;   /* the owner's callback slot */
 };
 
 /*
@@ -142,16 +163,27 @@ struct weft_future {
         struct {
             uint32_t thief;   /* index + 1 of the worker that stole it;
                                  relaxed hint for leapfrogging */
-            uint32_t started; /* 1 once the body was entered; relaxed */
+            uint32_t started; /* WEFT__STARTED once the body was entered,
+                                 | WEFT__STARTED_ERROR once it recorded
+                                 an error; written by the runner only;
+                                 relaxed */
         };
         uint64_t thief_started_init;
     };
     weft_value_t value;           /* written by the runner before publish */
-    int64_t slot;                 /* deque index it was pushed at */
-    /* Cold line. */
-    weft_status_t status;         /* written before the outcome publish */
+    union {
+        int64_t slot;             /* deque index it was pushed at */
+        struct weft_future *pool_next; /* free-list link while in a pool,
+                                          so the pool never touches the
+                                          cold lines */
+    };
+    /* Cold lines. */
+    weft_status_t status;         /* written before the outcome publish,
+                                     only when it is not WEFT_OK (a
+                                     SUCCEEDED phase says WEFT_OK; see
+                                     weft__future_status_of()) */
     weft_release_fn_t release;    /* arg release hook (K_RELEASE) */
-    struct weft_future *next;     /* pool / injection queue / cont links */
+    struct weft_future *next;     /* injection queue / cont links */
     struct weft_future *conts;    /* continuation list, under F_LOCK */
     struct weft_future *antecedent; /* K_CONTINUATION: retained */
     const char *name;             /* K_NAME */
@@ -279,6 +311,17 @@ weft__future_state_done(uint32_t state)
     return (state & WEFT__PHASE_MASK) != WEFT__QUEUED;
 }
 
+/*
+ * The status of ended task object f whose state word read s (with
+ * acquire): a SUCCEEDED phase means WEFT_OK, which the run paths do not
+ * store, so reading a success touches only the hot line.
+ */
+static inline weft_status_t
+weft__future_status_of(const struct weft_future *f, uint32_t s)
+{
+    return weft__future_phase(s) == WEFT__SUCCEEDED ? WEFT_OK : f->status;
+}
+
 /* Phase for a status returned by a task body. */
 static inline uint32_t
 weft__phase_of_status(weft_status_t st)
@@ -307,10 +350,12 @@ void weft__future_complete_shared(struct weft__worker *w,
 void weft__task_run(struct weft__worker *w, struct weft_future *f);
 
 /*
- * Put watch node on f. Returns true when it is registered (node->fn will
+ * Put watch node on f. Returns true when it is registered (*node->fn will
  * run once, on the thread that ends f), false when f has already ended
  * (the caller handles that case itself; node is untouched). The caller
- * must hold a reference to f until node->fn has run or false came back.
+ * must hold a reference to f until *node->fn has run or false came back.
+ * When that reference is the only one (an adopted child), the
+ * registration is one CAS instead of two (see the function).
  * Thread-safety: any thread. Blocking: a short spin on F_LOCK.
  */
 bool weft__future_watch(struct weft_future *f, struct weft__watch *node);

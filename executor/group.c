@@ -20,7 +20,7 @@
 #include "primitives/error.h"
 
 struct group_child {
-    struct weft__watch node;
+    struct weft__watch node; /* first: group_child_ended() casts back */
     struct weft_future *f;
     struct weft_group *g;
     uint32_t index;
@@ -117,7 +117,8 @@ static void
 group_child_ended(struct weft__watch *node, struct weft__worker *w,
                   struct weft_future *f)
 {
-    struct group_child *gc = node->ctx;
+    /* The node is the first member of its group_child. */
+    struct group_child *gc = (struct group_child *)node;
     struct weft_group *g = gc->g;
     /* Relaxed would do: a ticket; the drain count publishes it.
      * Pairs with: the drain faa in group_drop_outstanding(). */
@@ -149,6 +150,9 @@ group_child_ended(struct weft__watch *node, struct weft__worker *w,
     group_drop_outstanding(g, w);
     group_unref(g);
 }
+
+/* The watch callback slot of every group child's node (future.h). */
+static const weft__watch_fn_t group_watch_fn = group_child_ended;
 
 weft_status_t
 weft_group_create(weft_executor_t *ex, const weft_group_opts_t *opts,
@@ -236,8 +240,7 @@ weft_group_spawn(weft_group_t *g, const weft_spawn_opts_t *opts, weft_fn_t fn,
     weft__debug_adopt(f, g->done);
     gc->f = f;
     gc->g = g;
-    gc->node.fn = group_child_ended;
-    gc->node.ctx = gc;
+    gc->node.fn = &group_watch_fn;
     gc->node.next = NULL;
 
     bool start = true;
