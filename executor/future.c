@@ -986,8 +986,12 @@ weft_join(weft_future_t *f, weft_value_t *value)
                          1)) {
         struct weft_future *t = weft__deque_pop_known(&w->dq, b);
         /* Relaxed: refs == 1 means one handle (ours, so nobody can change
-         * it) and no cold fields (see future.h). */
-        if (__builtin_expect(t == f && weft__load_relaxed_u32(&f->refs) == 1,
+         * it) and no cold fields (see future.h); and with that one handle
+         * only this thread can have set COLD (a weft_future_cancel()
+         * request, an id), which task_execute() must see. */
+        if (__builtin_expect(t == f && weft__load_relaxed_u32(&f->refs) == 1 &&
+                                 !(weft__load_relaxed_u32(&f->state) &
+                                   WEFT__F_COLD),
                              1)) {
             weft_status_t st = task_body(w, f);
             weft__counter_inc(&w->ended);

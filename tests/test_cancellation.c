@@ -483,6 +483,62 @@ Test(cancellation, task_cancelled_while_queued_never_runs)
     leak_check_end();
 }
 
+/* ---- cancelled through its future, then joined by its spawner ---------- */
+
+struct cancel_join {
+    struct probe p;
+    weft_error_t *reason;
+    weft_status_t cancel_st, join_st;
+    int64_t value;
+};
+
+/* Spawn a plain task (no token, no options) and, before anything can run
+ * it, cancel it through its only handle and join it: the join's inline
+ * path must see the request. */
+static weft_status_t
+body_cancel_then_join(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    (void)result;
+    struct cancel_join *cj = arg;
+    weft_future_t *f = NULL;
+    cr_assert_eq(weft_spawn(weft_task_executor(self), body_ok, &cj->p, &f),
+                 WEFT_OK);
+    cj->cancel_st = weft_future_cancel(f, cj->reason);
+    weft_value_t v = {.i64 = -1};
+    cj->join_st = weft_join(f, &v); /* consumes the handle */
+    cj->value = v.i64;
+    return WEFT_OK;
+}
+
+Test(cancellation, task_cancelled_through_its_future_then_joined_never_runs)
+{
+    leak_check_begin();
+    FOR_EACH_WORKER_COUNT(n)
+    {
+        weft_executor_t *ex = ex_new(n);
+        for (int i = 0; i < 50; i++) {
+            struct cancel_join cj = {0};
+            cj.reason = err_new(WEFT_EUSER, "not needed");
+            cr_assert_eq(
+                weft_executor_run(ex, body_cancel_then_join, &cj, NULL),
+                WEFT_OK);
+            /* A thief may have started it first (2+ workers): then it ran
+             * and succeeded; otherwise it must not have run at all. */
+            if (atomic_load(&cj.p.ran) == 0) {
+                cr_assert_eq(cj.cancel_st, WEFT_OK);
+                cr_assert_eq(cj.join_st, WEFT_ECANCELED);
+                cr_assert_eq(cj.value, -1, "value written on cancel");
+            } else {
+                cr_assert_neq(n, 1, "ran after its cancel on 1 worker");
+                cr_assert_eq(atomic_load(&cj.p.ran), 1);
+            }
+            weft_error_release(cj.reason);
+        }
+        ex_end(ex);
+    }
+    leak_check_end();
+}
+
 /* ---- observed cancellation -------------------------------------------- */
 
 Test(cancellation, task_observing_cancellation_ends_cancelled_not_failed)
