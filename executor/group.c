@@ -636,55 +636,117 @@ pfor_fail(struct pfor *p, weft_task_t *self, size_t lo, weft_status_t st)
 static weft_status_t pfor_task(weft_task_t *self, void *arg,
                                weft_value_t *result);
 
-/* Run [r->lo, r->hi) in the calling task: split, fork the right half
- * (a frame), recurse on the left, join. */
+/*
+ * Whether an idle worker asked the calling worker for work: the `want`
+ * flag of its deque (primitives/deque.h), which a thief raises when it
+ * finds the public part empty and the next fork (the split below)
+ * clears by publishing. Off the workers (a fork would fail anyway),
+ * never.
+ */
+static inline bool
+pfor_demand(void)
+{
+    struct weft__worker *w = weft__tls_worker;
+    return w != NULL && weft__deque_should_publish(&w->dq);
+}
+
+/* Run one chunk [lo, hi) and, for a reduce, fold its partial (which
+ * starts from the identity) into *acc with combine, *acc_set saying
+ * whether *acc holds anything yet. */
+static weft_status_t
+pfor_chunk(weft_task_t *self, struct pfor *p, size_t lo, size_t hi,
+           weft_value_t *acc, bool *acc_set)
+{
+    if (weft_token_is_cancelled(p->token)) {
+        return WEFT_ECANCELED;
+    }
+    weft_status_t st;
+    if (p->rfn != NULL) {
+        weft_value_t part = p->identity;
+        st = p->rfn(self, p->arg, lo, hi, &part);
+        if (st == WEFT_OK) {
+            if (*acc_set) {
+                p->combine(p->arg, acc, part);
+            } else {
+                *acc = part;
+                *acc_set = true;
+            }
+        }
+    } else {
+        st = p->fn(self, p->arg, lo, hi);
+    }
+    if (st != WEFT_OK && st != WEFT_ECANCELED) {
+        pfor_fail(p, self, lo, st);
+    }
+    return st;
+}
+
+/*
+ * Run [r->lo, r->hi) in the calling task, splitting lazily (Tzannes et
+ * al., "Lazy Binary Splitting", PPoPP 2010): chunks of `grain` run in
+ * index order on this worker until an idle worker asks for work
+ * (pfor_demand()); then the rest is halved, the right half forked as a
+ * frame (the fork publishes it for the thief that asked), the left half
+ * run the same way, and the two joined. With nobody asking, a loop costs
+ * one flag load per chunk instead of a fork and join per chunk; with
+ * thieves asking, it splits as often as they ask. Partials are combined
+ * in index order: the chunks run so far, then the left half, then the
+ * right. Recursion depth: one level per split on the path, at most
+ * log2((hi - lo) / grain).
+ */
 static weft_status_t
 pfor_range(weft_task_t *self, struct prange *r)
 {
     struct pfor *p = r->p;
     size_t lo = r->lo, hi = r->hi;
+    bool acc_set = false;
     r->acc = p->identity;
-    if (hi - lo <= p->grain) {
-        if (weft_token_is_cancelled(p->token)) {
+    while (hi - lo > p->grain) {
+        if (__builtin_expect(pfor_demand(), 0)) {
+            size_t mid = lo + (hi - lo) / 2;
+            struct prange right = {p, mid, hi, p->identity};
+            weft_frame_t fr;
+            weft_status_t sst =
+                weft_frame_fork(self, &fr, pfor_task, &right);
+            struct prange left = {p, lo, mid, p->identity};
+            weft_status_t ls = pfor_range(self, &left);
+            weft_status_t rs;
+            if (sst == WEFT_OK) {
+                /* A failure was recorded in p's error group by
+                 * pfor_fail(). */
+                rs = weft_frame_join(&fr, NULL, NULL);
+            } else {
+                /* Could not fork (not on a worker of p's executor): run
+                 * it here. */
+                rs = pfor_range(self, &right);
+            }
+            if (ls == WEFT_OK && rs == WEFT_OK) {
+                if (p->combine != NULL) {
+                    if (acc_set) {
+                        p->combine(p->arg, &r->acc, left.acc);
+                    } else {
+                        r->acc = left.acc;
+                    }
+                    p->combine(p->arg, &r->acc, right.acc);
+                }
+                return WEFT_OK;
+            }
+            if (ls != WEFT_OK && ls != WEFT_ECANCELED) {
+                return ls;
+            }
+            if (rs != WEFT_OK && rs != WEFT_ECANCELED) {
+                return rs;
+            }
             return WEFT_ECANCELED;
         }
-        weft_status_t st = p->rfn != NULL
-                               ? p->rfn(self, p->arg, lo, hi, &r->acc)
-                               : p->fn(self, p->arg, lo, hi);
-        if (st != WEFT_OK && st != WEFT_ECANCELED) {
-            pfor_fail(p, self, lo, st);
+        weft_status_t st = pfor_chunk(self, p, lo, lo + p->grain, &r->acc,
+                                      &acc_set);
+        if (st != WEFT_OK) {
+            return st;
         }
-        return st;
+        lo += p->grain;
     }
-    size_t mid = lo + (hi - lo) / 2;
-    struct prange right = {p, mid, hi, p->identity};
-    weft_frame_t fr;
-    weft_status_t sst = weft_frame_fork(self, &fr, pfor_task, &right);
-    struct prange left = {p, lo, mid, p->identity};
-    weft_status_t ls = pfor_range(self, &left);
-    weft_status_t rs;
-    if (sst == WEFT_OK) {
-        /* A failure was recorded in p's error group by pfor_fail(). */
-        rs = weft_frame_join(&fr, NULL, NULL);
-    } else {
-        /* Could not fork (not on a worker of p's executor): run it
-         * here. */
-        rs = pfor_range(self, &right);
-    }
-    if (ls == WEFT_OK && rs == WEFT_OK) {
-        r->acc = left.acc;
-        if (p->combine != NULL) {
-            p->combine(p->arg, &r->acc, right.acc);
-        }
-        return WEFT_OK;
-    }
-    if (ls != WEFT_OK && ls != WEFT_ECANCELED) {
-        return ls;
-    }
-    if (rs != WEFT_OK && rs != WEFT_ECANCELED) {
-        return rs;
-    }
-    return WEFT_ECANCELED;
+    return pfor_chunk(self, p, lo, hi, &r->acc, &acc_set);
 }
 
 static weft_status_t

@@ -213,8 +213,10 @@ typedef struct weft_for_opts {
 
 /**
  * Run fn over [lo, hi) in chunks of at most `grain` indices, split
- * recursively across the workers. The first failing chunk cancels the
- * rest (chunks not started never start). Returns WEFT_OK, the first
+ * across the workers on demand: a worker runs its range's chunks in
+ * index order and halves the rest (the right half goes to the thief)
+ * each time an idle worker asks it for work. The first failing chunk
+ * cancels the rest (chunks not started never start). Returns WEFT_OK, the first
  * failure's status (every failure is in *errors when errors is not NULL:
  * a new reference), WEFT_ECANCELED (the token was cancelled and nothing
  * failed), WEFT_EINVAL (ex or fn NULL, lo > hi), WEFT_ENOMEM,
