@@ -445,6 +445,22 @@ worker_loop(struct weft__worker *w)
         weft__store_relaxed_u64(&w->idle_ns,
                                 weft__load_relaxed_u64(&w->idle_ns) +
                                     (weft__clock_now_ns() - t0));
+        f = weft__worker_find(w);
+        if (f != NULL) {
+            /*
+             * Woken and found work: wake one more sleeper, so that a thief
+             * is on its way while this task starts forking (Go's
+             * scheduler does the same). A wake-up takes tens to hundreds
+             * of microseconds (much more on a virtual machine), and a
+             * sleeping worker never asks anyone to publish, so without
+             * this the second worker of a freshly woken executor arrives
+             * only after the first fork's publish woke it, if at all
+             * before a short job ends. A woken worker that finds nothing
+             * parks again after its spin.
+             */
+            weft__parker_wake_hint(&ex->idle);
+            weft__task_run(w, f);
+        }
     }
 }
 
