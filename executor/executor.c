@@ -246,8 +246,11 @@ weft__exec_enqueue(weft_executor_t *ex, struct weft__worker *w,
     /* Relaxed: inj_count is a hint; the queue itself is read under
      * ext_lock, whose unlock/lock pair orders f's fields. */
     weft__store_relaxed_u64(&ex->inj_count, ex->inj_count + 1);
-    /* Relaxed: under ext_lock; the quiescence check reads it with
-     * acquire after taking the lock once (see shutdown). */
+    /* Release (the lock alone would do for readers that take it): the
+     * count goes up before the task can run and be counted ended.
+     * Pairs with: the acquire load of ext_submitted in the quiescence
+     * check (exec_quiescent()'s sums), which reads the ended counters
+     * first. */
     weft__store_rel_u64(&ex->ext_submitted, ex->ext_submitted + 1);
     pthread_mutex_unlock(&ex->ext_lock);
     /* Full-barrier wake: outside submitters are not on the fast path. */

@@ -344,8 +344,9 @@ void weft__future_complete_shared(struct weft__worker *w,
 /*
  * Run a task that was taken from a deque or the injection queue and is
  * not being awaited inline: the body (unless cancellation was requested
- * first), the release hook, then shared completion. w may be NULL (a
- * non-worker thread cancelling tasks at shutdown).
+ * first), the release hook, then shared completion; or, for a frame
+ * (WEFT__K_FRAME), weft__frame_run(). w may be NULL (a non-worker thread
+ * cancelling tasks at shutdown): a frame then ends cancelled.
  */
 void weft__task_run(struct weft__worker *w, struct weft_future *f);
 
