@@ -97,6 +97,60 @@ Test(frame, fib25_on_1_worker) { fib_on(1); }
 Test(frame, fib25_on_2_workers) { fib_on(2); }
 Test(frame, fib25_on_4_workers) { fib_on(4); }
 
+/*
+ * The exported functions, called around the macros of weft/frame.h (the
+ * parentheses), as a program built with WEFT_NO_INLINE_FRAMES or a
+ * binding from another language does: their own fast paths, not only
+ * the fallbacks of the inline ones.
+ */
+static weft_status_t
+fib_exported(weft_task_t *self, void *arg, weft_value_t *out)
+{
+    long n = (long)(intptr_t)arg;
+    if (n < 2) {
+        out->u64 = (uint64_t)n;
+        return WEFT_OK;
+    }
+    weft_frame_t fr;
+    weft_value_t a, b;
+    weft_status_t st =
+        (weft_frame_fork)(self, &fr, fib_exported, (void *)(n - 1));
+    if (st != WEFT_OK) {
+        return st;
+    }
+    weft_status_t sb = fib_exported(self, (void *)(n - 2), &b);
+    st = (weft_frame_join)(&fr, &a, NULL);
+    if (st != WEFT_OK || sb != WEFT_OK) {
+        return st != WEFT_OK ? st : sb;
+    }
+    /* Joined: the exported join refuses a second one. */
+    cr_assert_eq((weft_frame_join)(&fr, NULL, NULL), WEFT_EINVAL);
+    out->u64 = a.u64 + b.u64;
+    return WEFT_OK;
+}
+
+Test(frame, exported_functions_without_the_inline_paths)
+{
+    for (unsigned int n = 1; n <= 2; n++) {
+        weft_executor_t *ex = ex_new(n);
+        weft_value_t v = {0};
+        cr_assert_eq(
+            weft_executor_run(ex, fib_exported, (void *)(intptr_t)22, &v),
+            WEFT_OK);
+        cr_assert_eq(v.u64, 17711, "fib(22) on %u workers: %llu", n,
+                     (unsigned long long)v.u64);
+        cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    }
+    /* Off the workers: refused, as by the inline path. */
+    weft_frame_t fr;
+    memset(&fr, 0, sizeof(fr));
+    cr_assert_eq((weft_frame_fork)((weft_task_t *)&fr, &fr, fib_exported,
+                                   NULL),
+                 WEFT_EINVAL);
+    cr_assert_eq((weft_frame_join)(&fr, NULL, NULL), WEFT_EINVAL);
+    finish();
+}
+
 /* ---- n-ary fan-outs and join orders ---------------------------------- */
 
 enum order { LIFO, FIFO, ODD_EVEN };
