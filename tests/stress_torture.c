@@ -143,11 +143,22 @@ tt_fail(int id, const char *what)
     }
 }
 
+/*
+ * Tasks of the current tree whose release hook has not run yet: raised
+ * before each spawn, lowered by the hook. A task can only spawn while its
+ * own hook is pending, so zero means the whole tree, detached subtrees
+ * included, has ended (the per-node hook counts cannot say that: a
+ * detached subtree may still reserve and reset nodes after the root ends,
+ * and a node not yet reset still shows the previous tree's count).
+ */
+static atomic_long tt_outstanding;
+
 static void
 tt_hook(void *arg)
 {
     int id = (int)(intptr_t)arg;
     atomic_fetch_add(&nodes[id].hook_runs, 1);
+    atomic_fetch_sub(&tt_outstanding, 1);
 }
 
 static weft_status_t tt_body(weft_task_t *self, void *arg,
@@ -302,6 +313,7 @@ tt_body(weft_task_t *self, void *arg, weft_value_t *out)
             weft_spawn_opts_t o = {.release = tt_hook, .name = "tt",
                                    .token = toks[k], WEFT_SPAWN_SITE};
             fs[k] = NULL;
+            atomic_fetch_add(&tt_outstanding, 1);
             weft_status_t st =
                 weft_spawn_ex(ex, &o, tt_body, (void *)(intptr_t)cid,
                               c->wait == W_DETACHED ? NULL : &fs[k]);
@@ -447,6 +459,7 @@ main(void)
             weft_spawn_opts_t o = {.release = tt_hook, .name = "root",
                                    WEFT_SPAWN_SITE};
             weft_future_t *rf = NULL;
+            atomic_fetch_add(&tt_outstanding, 1);
             if (weft_spawn_ex(ex, &o, tt_body, (void *)(intptr_t)0, &rf) !=
                 WEFT_OK) {
                 tt_fail(0, "root spawn");
@@ -455,13 +468,20 @@ main(void)
                 tt_check_child(0, rf);
                 weft_future_release(rf);
             }
-            /* Quiesce: detached children may still run; a shutdown-free
-             * way is to wait for every hook. */
+            /* Quiesce: detached children may still run (and spawn); a
+             * shutdown-free way is to wait for every hook. */
+            uint64_t w0 = now_ns();
+            while (atomic_load(&tt_outstanding) != 0) {
+                if (now_ns() - w0 > TT_HANG_NS) {
+                    tt_fail(0, "hang: some release hook never ran");
+                    break;
+                }
+                sched_yield();
+            }
             int used = atomic_load(&next_node);
             if (used > TT_TREE_MAX) {
                 used = TT_TREE_MAX;
             }
-            uint64_t w0 = now_ns();
             for (int id = 0; id < used; id++) {
                 while (atomic_load(&nodes[id].hook_runs) == 0) {
                     if (now_ns() - w0 > TT_HANG_NS) {
