@@ -107,7 +107,7 @@ struct bench_workload {
 static const struct bench_workload bench_workloads[BENCH_NWORKLOADS] = {
     {"fib", "n", 30, 35, 0xcb228ULL, 0x8cccc9ULL, 1346268ULL, 14930351ULL,
      "fib(n), one task per call, no cutoff", BENCH_SET_CORE, 0},
-    {"nqueens", "n", 10, 12, 0x2d4ULL, 0x3778ULL, 35538ULL, 856188ULL,
+    {"nqueens", "n", 11, 12, 0xa78ULL, 0x3778ULL, 166925ULL, 856188ULL,
      "n-queens solutions, one task per placement", BENCH_SET_CORE, 0},
     {"uts", "root_children", 8000, 80000, 0x55df39d446a859bfULL,
      0xd3e4a9f8d50e084aULL, 1146768ULL, 13138684ULL,
