@@ -184,8 +184,7 @@ WEFT_API weft_status_t weft__frame_join_settle(weft_frame_t *frame,
                                                weft_value_t *value,
                                                weft_error_t **err);
 
-#if (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(WEFT_NO_INLINE_FRAMES)
+#if defined(__GNUC__) || defined(__clang__)
 
 /* A deque buffer (primitives/deque.h struct weft__deque_buf). */
 struct weft__frame_buf {
@@ -221,6 +220,11 @@ struct __attribute__((may_alias)) weft__frame_worker {
  * answer WEFT_EINVAL) without a test of their own.
  */
 WEFT_API extern __thread struct weft__frame_worker *weft__tls_frame_worker;
+
+#endif /* GCC or Clang: the layouts the inline paths read */
+
+#if (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(WEFT_NO_INLINE_FRAMES)
 
 static inline __attribute__((always_inline)) weft_status_t
 weft__frame_fork_inline(weft_task_t *self, weft_frame_t *frame,
