@@ -85,6 +85,9 @@ typedef struct weft_frame {
  * read-modify-write unless the deque must grow.
  * Ownership: frame is the caller's; it must stay valid until
  * weft_frame_join() on it has returned.
+ * With GCC or Clang this name is also a macro whose common case runs
+ * inline in the caller (same behaviour); `(weft_frame_fork)(...)`, a
+ * function pointer, or defining WEFT_NO_INLINE_FRAMES calls the function.
  */
 WEFT_API weft_status_t weft_frame_fork(weft_task_t *self, weft_frame_t *frame,
                                        weft_fn_t fn, void *arg);
@@ -106,6 +109,7 @@ WEFT_API weft_status_t weft_frame_fork(weft_task_t *self, weft_frame_t *frame,
  * Thread-safety: the thread that forked frame. Blocking: never blocks
  * the thread; it helps (and, with nothing to help with for a while,
  * parks briefly, as weft_future_wait() does on a worker).
+ * Also a macro with an inline common case, as weft_frame_fork().
  */
 WEFT_API weft_status_t weft_frame_join(weft_frame_t *frame,
                                        weft_value_t *value,
