@@ -114,44 +114,16 @@ _Static_assert(offsetof(struct weft__frame, fn) ==
                "line and status");
 
 /*
- * Make fr->error agree with status st (see future_finish_error() in
- * future.c): nothing for success, the reason for a cancellation (why:
- * WEFT_ESHUTDOWN when it never ran because the executor is cancelling),
- * an error naming the root task for a failure that recorded none.
+ * Settle fr's outcome: status st, and fr->error made to agree with it by
+ * the same rule as a future's (weft__task_settle_error(), with why
+ * WEFT_ESHUTDOWN when it never ran because the executor is cancelling).
  */
 static void __attribute__((noinline)) /* cold: keep it out of the join */
 frame_settle(struct weft__frame *fr, weft_status_t st, weft_status_t why)
 {
     fr->status = st;
-    if (st == WEFT_OK) {
-        if (fr->error != NULL) {
-            weft_error_release(fr->error);
-            fr->error = NULL;
-        }
-        return;
-    }
-    if (st == WEFT_ECANCELED) {
-        if (fr->error != NULL) {
-            weft_error_release(fr->error);
-        }
-        fr->error = weft__future_cancel_reason(weft__frame_root(fr), why);
-        return;
-    }
-    if (fr->error != NULL) {
-        return;
-    }
-    weft_error_t *e = NULL;
-    weft_status_t cs;
-    if ((int)st > 0) {
-        cs = weft_error_create(&e, st, "%s", weft_status_str(st));
-    } else {
-        cs = weft_error_create(&e, WEFT_EINVAL,
-                               "frame returned invalid status %d", (int)st);
-    }
-    if (cs == WEFT_OK) {
-        weft__future_stamp_error(weft__frame_root(fr), e);
-    }
-    fr->error = e; /* on ENOMEM, the static out-of-memory error */
+    weft__task_settle_error(&fr->error, weft__frame_root(fr), "frame", st,
+                            why);
 }
 
 /*

@@ -243,12 +243,6 @@ future_stamp_error(struct weft_future *f, weft_error_t *e)
     }
 }
 
-void
-weft__future_stamp_error(struct weft_future *f, weft_error_t *e)
-{
-    future_stamp_error(f, e);
-}
-
 /* Make the reason of a cancellation that f did not record itself. */
 static weft_error_t *
 future_cancel_reason(struct weft_future *f, weft_status_t why)
@@ -285,31 +279,27 @@ future_cancel_reason(struct weft_future *f, weft_status_t why)
     return weft__error_canceled();
 }
 
-/*
- * Make f->error agree with status st: an error with origin for a failure
- * that recorded none, a reason for a cancellation, nothing for success.
- * Runs on the runner's thread before the outcome is published.
- */
-static void
-future_finish_error(struct weft_future *f, weft_status_t st, weft_status_t why)
+void
+weft__task_settle_error(weft_error_t **slot, struct weft_future *root,
+                        const char *what, weft_status_t st, weft_status_t why)
 {
     if (st == WEFT_OK) {
-        if (__builtin_expect(f->error != NULL, 0)) {
-            weft_error_release(f->error);
-            f->error = NULL;
+        if (__builtin_expect(*slot != NULL, 0)) {
+            weft_error_release(*slot);
+            *slot = NULL;
         }
         return;
     }
     if (st == WEFT_ECANCELED) {
         /* A cancelled task reports why it was cancelled, even if its
          * body recorded a failure before it saw the cancellation. */
-        if (f->error != NULL) {
-            weft_error_release(f->error);
+        if (*slot != NULL) {
+            weft_error_release(*slot);
         }
-        f->error = future_cancel_reason(f, why);
+        *slot = future_cancel_reason(root, why);
         return;
     }
-    if (f->error != NULL) {
+    if (*slot != NULL) {
         return;
     }
     weft_error_t *e = NULL;
@@ -319,13 +309,20 @@ future_finish_error(struct weft_future *f, weft_status_t st, weft_status_t why)
     } else {
         /* Out of contract: failures are positive codes. Still a failure,
          * and still explained. */
-        cs = weft_error_create(&e, WEFT_EINVAL,
-                               "task returned invalid status %d", (int)st);
+        cs = weft_error_create(&e, WEFT_EINVAL, "%s returned invalid status %d",
+                               what, (int)st);
     }
     if (cs == WEFT_OK) {
-        future_stamp_error(f, e);
+        future_stamp_error(root, e);
     }
-    f->error = e; /* on ENOMEM, the static out-of-memory error */
+    *slot = e; /* on ENOMEM, the static out-of-memory error */
+}
+
+/* Make f->error agree with status st (weft__task_settle_error()). */
+static void
+future_finish_error(struct weft_future *f, weft_status_t st, weft_status_t why)
+{
+    weft__task_settle_error(&f->error, f, "task", st, why);
 }
 
 /*
@@ -457,12 +454,6 @@ void
 weft__future_complete_shared(struct weft__worker *w, struct weft_future *f)
 {
     future_complete(w, f, weft__phase_of_status(f->status));
-}
-
-weft_error_t *
-weft__future_cancel_reason(struct weft_future *f, weft_status_t why)
-{
-    return future_cancel_reason(f, why);
 }
 
 void

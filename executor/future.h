@@ -421,14 +421,18 @@ weft_status_t weft__future_await_worker(struct weft__worker *w,
 /* Wake every thread futex-waiting on *addr (FUTEX_WAKE, private). */
 void weft__futex_wake_all(uint32_t *addr);
 
-/* The reason error for a cancellation of (a frame of) root f: the cancel
- * request, its token's reason, or one made for why (WEFT_ESHUTDOWN,
- * WEFT_ENOMEM). Returns a reference the caller owns (never NULL). */
-weft_error_t *weft__future_cancel_reason(struct weft_future *f,
-                                         weft_status_t why);
-
-/* Record f's name, id and spawn site on error e (only the caller holds
- * e). */
-void weft__future_stamp_error(struct weft_future *f, weft_error_t *e);
+/*
+ * Make *slot, the error of a task that ended with status st, agree with
+ * st: released for a success; for a cancellation, the reason (root's
+ * cancel request, its token's reason, or one made for why: WEFT_ESHUTDOWN,
+ * WEFT_ENOMEM); for a failure that recorded none, an error for st naming
+ * root ("<what> returned invalid status" for a code out of contract).
+ * root is the future the task is or belongs to (a frame's root); what
+ * names the kind in that message. On the runner's thread, before the
+ * outcome is published.
+ */
+void weft__task_settle_error(weft_error_t **slot, struct weft_future *root,
+                             const char *what, weft_status_t st,
+                             weft_status_t why);
 
 #endif /* WEFT_EXECUTOR_FUTURE_H */
