@@ -41,6 +41,13 @@
  * worker_help() in future.c). */
 #define WEFT__HELP_DEPTH_MAX 16
 
+/* One helping wait on a worker's stack, linked to the one it runs
+ * inside (worker_await() in future.c). */
+struct weft__await_rec {
+    struct weft_future *f;
+    struct weft__await_rec *up;
+};
+
 struct weft__slab {
     struct weft__slab *next;
     /* objects follow, cache-line aligned */
@@ -53,6 +60,7 @@ struct weft__worker {
     weft_executor_t *ex;
     unsigned int index;
     unsigned int help_depth;         /* nested helping (await) depth */
+    struct weft__await_rec *await_top; /* innermost helping wait (future.c) */
     uint32_t cancelling;             /* copy of "run_state == CANCELLING",
                                         set by shutdown; relaxed */
     struct weft_future *free_list;   /* pool: owner only */
@@ -185,7 +193,11 @@ weft__future_reset_cold(struct weft_future *f)
         /* Still set only when the task never ran (a refused spawn):
          * task_after_body() releases and clears it otherwise. */
         if (f->token != NULL) {
-            weft_token_release(f->token);
+            /* Relaxed: f is dead (above). */
+            if (!(weft__load_relaxed_u32(&f->state) &
+                  WEFT__F_TOKEN_BORROWED)) {
+                weft_token_release(f->token);
+            }
             f->token = NULL;
         }
         f->file = NULL;

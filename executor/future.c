@@ -163,7 +163,8 @@ future_init(struct weft_future *f, weft_fn_t fn, void *arg, bool detached)
 
 /* Set the optional cold fields of a fresh, still private object. */
 static inline void
-future_set_cold(struct weft_future *f, const weft_spawn_opts_t *opts)
+future_set_cold(struct weft_future *f, const weft_spawn_opts_t *opts,
+                bool borrow_token)
 {
     if (opts == NULL) {
         return;
@@ -178,7 +179,14 @@ future_set_cold(struct weft_future *f, const weft_spawn_opts_t *opts)
         kind |= WEFT__K_NAME;
     }
     if (opts->token != NULL) {
-        (void)weft_token_retain(opts->token);
+        if (borrow_token) {
+            /* Unpaired: f is still private (see future_init). */
+            weft__store_relaxed_u32(&f->state,
+                                    weft__load_relaxed_u32(&f->state) |
+                                        WEFT__F_TOKEN_BORROWED);
+        } else {
+            (void)weft_token_retain(opts->token);
+        }
         f->token = opts->token;
         kind |= WEFT__K_TOKEN;
     }
@@ -225,7 +233,12 @@ task_after_body(struct weft_future *f)
             (void)weft_future_release(a);
         }
         if (f->token != NULL) {
-            weft_token_release(f->token);
+            /* Relaxed: the bit was set before f was published and never
+             * changes. */
+            if (!(weft__load_relaxed_u32(&f->state) &
+                  WEFT__F_TOKEN_BORROWED)) {
+                weft_token_release(f->token);
+            }
             f->token = NULL;
         }
     }
@@ -542,7 +555,7 @@ spawn_slow(weft_executor_t *ex, const weft_spawn_opts_t *opts, weft_fn_t fn,
         return spawn_refuse(rel, arg, WEFT_ENOMEM);
     }
     future_init(f, fn, arg, out == NULL);
-    future_set_cold(f, opts);
+    future_set_cold(f, opts, false);
     weft__debug_track(ex->debug, f, opts, out == NULL ? WEFT__DBG_DETACHED : 0);
     f->spawner = w;
     /* Unpaired: the owner reads its own bottom. */
@@ -697,10 +710,48 @@ future_park(struct weft_future *f, uint64_t deadline_ns,
     futex_wait_until(&f->state, s, deadline_ns);
 }
 
-/* Phase 2 of a worker's wait (see the file comment). */
+/*
+ * Whether a wait that this one runs inside (further up w's stack) has its
+ * future done already. Its waiter cannot return before we do, so taking
+ * unrelated work here would only delay it: a first failure would wait,
+ * on its way to the root, for whatever unrelated subtree its worker had
+ * picked up while it helped. The futures are alive: their waiters hold
+ * references.
+ */
+static bool
+await_outer_done(const struct weft__await_rec *rec)
+{
+    for (const struct weft__await_rec *r = rec->up; r != NULL; r = r->up) {
+        /* Relaxed: a hint; the outer waiter re-reads with acquire. */
+        if (weft__future_state_done(weft__load_relaxed_u32(&r->f->state))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static weft_status_t worker_await_loop(struct weft__worker *w,
+                                       struct weft_future *f,
+                                       const struct wait_limits *lim,
+                                       const struct weft__await_rec *rec);
+
+/* Phase 2 of a worker's wait (see the file comment). The wait is linked
+ * on w's stack of helping waits for await_outer_done(). */
 static weft_status_t
 worker_await(struct weft__worker *w, struct weft_future *f,
              const struct wait_limits *lim)
+{
+    struct weft__await_rec rec = {f, w->await_top};
+    w->await_top = &rec;
+    weft_status_t st = worker_await_loop(w, f, lim, &rec);
+    w->await_top = rec.up;
+    return st;
+}
+
+static weft_status_t
+worker_await_loop(struct weft__worker *w, struct weft_future *f,
+                  const struct wait_limits *lim,
+                  const struct weft__await_rec *rec)
 {
     weft_executor_t *ex = w->ex;
     ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
@@ -721,7 +772,13 @@ worker_await(struct weft__worker *w, struct weft_future *f,
         }
         if (t == NULL &&
             (w->help_depth < WEFT__HELP_DEPTH_MAX || force_help)) {
-            t = weft__worker_find(w);
+            /* Our own deque first: it holds what this wait needs. Then
+             * other work, unless an outer wait is already satisfied. */
+            t = weft__deque_pop(&w->dq);
+            if (t == NULL &&
+                (force_help || rec->up == NULL || !await_outer_done(rec))) {
+                t = weft__worker_find(w);
+            }
         }
         force_help = false;
         if (t != NULL) {
@@ -1393,7 +1450,7 @@ weft__future_reset_cancel(struct weft_future *f)
 
 struct weft_future *
 weft__future_make(weft_executor_t *ex, const weft_spawn_opts_t *opts,
-                  weft_fn_t fn, void *arg)
+                  weft_fn_t fn, void *arg, bool borrow_token)
 {
     struct weft__worker *w = weft__worker_of(ex);
     struct weft_future *f =
@@ -1402,7 +1459,7 @@ weft__future_make(weft_executor_t *ex, const weft_spawn_opts_t *opts,
         return NULL;
     }
     future_init(f, fn, arg, false);
-    future_set_cold(f, opts);
+    future_set_cold(f, opts, borrow_token);
     weft__debug_track(ex->debug, f, opts, 0);
     f->spawner = NULL; /* set by weft__future_submit() */
     f->slot = 0;

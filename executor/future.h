@@ -66,6 +66,14 @@
  */
 #define WEFT__F_COLD 0x100u
 /*
+ * TOKEN_BORROWED: f->token is not retained by f. Its maker guarantees the
+ * token outlives the task's run: a group's child borrows the group's
+ * token, which the group releases only after every child has ended, so a
+ * mass cancellation does not have every worker write the token's
+ * reference count. Set before publication; never changes.
+ */
+#define WEFT__F_TOKEN_BORROWED 0x200u
+/*
  * Bits 16-31: a kick counter. A token callback of weft_future_wait_for()
  * adds WEFT__KICK_ONE before its futex wake, so a waiter about to park
  * with an older value of the word returns at once (no lost wake-up). It
@@ -388,13 +396,15 @@ void weft__future_reset_cancel(struct weft_future *f);
 /*
  * Make a task future on ex without queueing it (for groups with a
  * concurrency limit). opts as weft_spawn_ex() (its release hook is NOT
- * run on failure here). Returns NULL when memory runs out. The caller
- * owns the reference and must pass f to weft__future_submit() exactly
- * once.
+ * run on failure here). With borrow_token, opts->token is not retained
+ * (WEFT__F_TOKEN_BORROWED): the caller guarantees it outlives the task's
+ * end. Returns NULL when memory runs out. The caller owns the reference
+ * and must pass f to weft__future_submit() exactly once.
  */
 struct weft_future *weft__future_make(weft_executor_t *ex,
                                       const weft_spawn_opts_t *opts,
-                                      weft_fn_t fn, void *arg);
+                                      weft_fn_t fn, void *arg,
+                                      bool borrow_token);
 
 /*
  * Queue a future made by weft__future_make(). If it cannot be queued

@@ -24,19 +24,19 @@ struct group_child {
     struct weft_future *f;
     struct weft_group *g;
     uint32_t index;
-    uint32_t seq; /* completion order; written by its watch */
+    uint32_t seq; /* failure order (failed children only); its watch */
 };
 
 struct weft_group {
     const struct weft__promise_ops *ops; /* first: see future.h */
-    uint32_t refs; /* owner + promise + unfired watches; atomic */
+    uint32_t refs; /* owner + promise; atomic */
     weft_executor_t *ex;
     weft_token_t *token; /* the group's token; owned */
     const char *name;
     size_t limit;
 
     uint64_t outstanding; /* see group.h; atomic */
-    uint32_t seq;         /* faa: completion order */
+    uint32_t seq;         /* faa: order of the failures */
     uint32_t decided;     /* 0, then 1 once a failure triggered; CAS */
     uint32_t trigger;     /* index of the triggering child */
     weft_error_t *reason; /* the siblings' reason; owned; set once */
@@ -120,10 +120,14 @@ group_child_ended(struct weft__watch *node, struct weft__worker *w,
     /* The node is the first member of its group_child. */
     struct group_child *gc = (struct group_child *)node;
     struct weft_group *g = gc->g;
-    /* Relaxed would do: a ticket; the drain count publishes it.
-     * Pairs with: the drain faa in group_drop_outstanding(). */
-    gc->seq = weft__faa_u32(&g->seq, 1);
     if (weft_future_outcome(f) == WEFT_OUTCOME_FAILED) {
+        /* Only failures need their place in the order (the error
+         * group's); a success or cancellation touches one shared word,
+         * the drain count, so a mass cancellation does not serialize
+         * the workers on a ticket.
+         * Relaxed would do: a ticket; the drain count publishes it.
+         * Pairs with: the drain faa in group_drop_outstanding(). */
+        gc->seq = weft__faa_u32(&g->seq, 1);
         /* First failure: cancel the group's token, and so every child.
          * Pairs with: the acquire load of decided in weft_group_join()
          * (ordered by the drain count) and the other deciders' CAS. */
@@ -147,8 +151,14 @@ group_child_ended(struct weft__watch *node, struct weft__worker *w,
     if (next != NULL) {
         weft__future_submit(next->f);
     }
+    /*
+     * The last touch of g and gc: once the count reaches zero the owner's
+     * join may return and destroy free both. Until then the open count
+     * keeps the owner in join or before it, so no per-child reference
+     * to g is needed (the watch loop read its next node before calling
+     * us).
+     */
     group_drop_outstanding(g, w);
-    group_unref(g);
 }
 
 /* The watch callback slot of every group child's node (future.h). */
@@ -228,7 +238,9 @@ weft_group_spawn(weft_group_t *g, const weft_spawn_opts_t *opts, weft_fn_t fn,
     o.token = g->token;
     struct group_child *gc = WEFT__ALLOC(sizeof(*gc));
     struct weft_future *f =
-        gc != NULL ? weft__future_make(g->ex, &o, fn, arg) : NULL;
+        /* The group's token outlives its children: destroy releases
+         * it only after the join saw every child end. */
+        gc != NULL ? weft__future_make(g->ex, &o, fn, arg, true) : NULL;
     if (f == NULL) {
         weft__free(gc);
         group_drop_outstanding(g, weft__tls_worker);
@@ -266,11 +278,9 @@ weft_group_spawn(weft_group_t *g, const weft_spawn_opts_t *opts, weft_fn_t fn,
      * Watch before the child is visible in children[]: once it is there,
      * another child's end may submit it (the limit's hand-off), and it
      * could end before a later registration. It is not queued yet, so
-     * the registration cannot find it ended. The watch holds a state
-     * reference until it runs.
-     * Pairs with: the faa in group_unref() (acq_rel count).
+     * the registration cannot find it ended. The child's accepted count
+     * (group_accept) keeps g alive until its watch has run.
      */
-    (void)weft__faa_u32(&g->refs, 1);
     bool watched = weft__future_watch(f, &gc->node);
     WEFT__ASSERT(watched);
     (void)watched;

@@ -23,6 +23,10 @@
 #                      combinators mode, whose latencies are short)
 #   BUILD_DIR=dir      (default build-perf)   OUT=dir (results folder)
 #   PERF_NO_APT=1      skip the Debian package check
+#   PERF_PREBUILT=1    do not configure or build: run the bench_* binaries
+#                      already in BUILD_DIR (those missing are skipped), for
+#                      a machine without the toolchain (see perf/README.md)
+#   PY=python3         the Python for the report (default /usr/bin/python3)
 #   BUSY_N=n           fib(n) for the busy mode (default: the size's n)
 #   QUIET_WAIT=S       before the first and every later round, wait up to S
 #                      seconds for the CPUs to be at most QUIET_PCT (default
@@ -47,7 +51,10 @@ quick | full | combinators | callgrind | busy) ;;
 esac
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PY=/usr/bin/python3
+PY=${PY:-/usr/bin/python3}
+if [ ! -x "$PY" ]; then
+    PY=$(command -v python3 || echo /usr/bin/python3)
+fi
 NPROC=$(nproc)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-perf}
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -97,8 +104,36 @@ check_packages() {
 ALL_RUNTIMES="seq weft weftfut gomp libomp tbb"
 RUNTIMES=${RUNTIMES:-$ALL_RUNTIMES}
 
+# PERF_PREBUILT=1: the binaries were built elsewhere (same architecture)
+# and copied here with BUILD_DIR; keep the runtimes whose binary runs.
+prebuilt() {
+    local rt avail=""
+    for rt in seq $RUNTIMES; do
+        if [ "$rt" = seq ] && [ -n "$avail" ]; then
+            continue
+        fi
+        if [ -x "$(bin "$rt")" ] && "$(bin "$rt")" --list >/dev/null 2>&1; then
+            avail="$avail $rt"
+        elif [ "$rt" = seq ] || [ "$rt" = weft ]; then
+            echo "perf: $(bin "$rt") missing or does not run (PERF_PREBUILT=1)" >&2
+            "$(bin "$rt")" --list >&2 || true
+            exit 1
+        else
+            echo "perf: bench_$rt skipped (PERF_PREBUILT=1, binary missing or does not run)" >&2
+        fi
+    done
+    case " $RUNTIMES " in
+    *" seq "*) RUNTIMES=${avail# } ;;
+    *) RUNTIMES=$(echo $avail | sed 's/^seq *//; s/ seq / /') ;;
+    esac
+}
+
 build() {
     local log=$OUT/build.log rt avail=""
+    if [ "${PERF_PREBUILT:-0}" = 1 ]; then
+        prebuilt
+        return 0
+    fi
     echo "perf: configuring and building a Release tree in $BUILD_DIR"
     if ! cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
         -DWEFT_BUILD_PERF=ON -DWEFT_BUILD_TESTS=OFF \

@@ -128,15 +128,17 @@ struct weft_token {
     uint64_t deadline_ns;            /* immutable: effective deadline */
     const struct weft__clock *clock; /* immutable; NULL: monotonic */
     weft_token_t *parent;            /* immutable; holds a reference */
+    /* Lock to write; immutable once CANCELLED is set (invariant 1). On
+     * the pollers' line, away from refs: every task that ends cancelled
+     * reads it, while holders' faa on refs would take the line away. */
+    weft_error_t *reason;
     char pad0[WEFT__CACHELINE - 2 * sizeof(uint32_t) - sizeof(uint64_t) -
-              2 * sizeof(void *)];
+              3 * sizeof(void *)];
     /* Written by holders and under the lock. */
     uint32_t refs;                /* faa by holders; see invariant 8 */
     uint32_t waiters;             /* lock: deregistrations waiting */
     pthread_mutex_t lock;         /* protects the fields marked "lock" */
     pthread_cond_t done;          /* a running callback returned */
-    weft_error_t *reason;         /* lock to write; immutable once
-                                     CANCELLED is set (invariant 1) */
     struct weft__token_cb *head;  /* lock: LINKED registrations, FIFO */
     struct weft__token_cb *tail;  /* lock */
     size_t nlinked;               /* lock: length of the list */

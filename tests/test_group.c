@@ -388,6 +388,58 @@ Test(group, cancel_by_call)
     finish();
 }
 
+/*
+ * Children borrow the group's token (no reference of their own): the
+ * group must keep it, and its parent, alive until the last child has
+ * ended. Here the caller lets go of the parent token at once; running
+ * children make task tokens from the borrowed one, queued ones end
+ * cancelled with the group's reason, and the leak count at the end
+ * (finish) and ASan's use-after-free check see every release exactly
+ * once, on 1 and 2 workers.
+ */
+static weft_status_t
+token_child_body(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    weft_token_t *t = weft_task_token(self);
+    cr_assert_not_null(t);
+    return leaf_body(self, arg, result);
+}
+
+Test(group, children_borrow_the_group_token)
+{
+    static const unsigned int workers[] = {1, 2};
+    for (size_t w = 0; w < 2; w++) {
+        weft_executor_t *ex = ex_new(workers[w]);
+        weft_token_t *parent = tok_new();
+        weft_group_t *g = group_new(ex, parent, 0, 0);
+        weft_token_release(parent); /* the group's token holds it now */
+        enum { N = 40 };
+        struct leaf L[N];
+        weft_spawn_opts_t so = {.release = leaf_release, .name = "child"};
+        for (int i = 0; i < N; i++) {
+            leaf_init(&L[i], i, L_OK, 0, i, ON_CANCEL_STOP);
+            cr_assert_eq(weft_group_spawn(g, &so, token_child_body, &L[i],
+                                          NULL),
+                         WEFT_OK);
+        }
+        await_flag(&L[0].started, "a child to start");
+        weft_error_t *R = err_new(WEFT_EUSER + 4, "enough");
+        cr_assert_eq(weft_group_cancel(g, R), WEFT_OK);
+        cr_assert_eq(join_guarded(g), WEFT_ECANCELED);
+        for (size_t i = 0; i < N; i++) {
+            weft_child_result_t r = gchild(g, i);
+            cr_assert_eq(r.outcome, WEFT_OUTCOME_CANCELLED, "child %zu", i);
+            cr_assert(same_error(r.error, R), "child %zu: %s", i,
+                      FMT(r.error));
+        }
+        weft_error_release(R);
+        cr_assert_eq(weft_group_destroy(g), WEFT_OK);
+        ex_end(ex);
+        assert_accounting(L, N);
+    }
+    finish();
+}
+
 Test(group, destroy_without_join)
 {
     static const unsigned int workers[] = {1, 2};
