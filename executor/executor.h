@@ -160,6 +160,21 @@ weft__pool_get(struct weft__worker *w)
     return f;
 }
 
+/*
+ * Give up f's hold on f->token, if any (none when the token is borrowed:
+ * WEFT__F_TOKEN_BORROWED), and clear the field. f->token is set.
+ */
+static inline void
+weft__future_drop_token(struct weft_future *f)
+{
+    /* Relaxed: the bit was set before f was published and never
+     * changes. */
+    if (!(weft__load_relaxed_u32(&f->state) & WEFT__F_TOKEN_BORROWED)) {
+        weft_token_release(f->token);
+    }
+    f->token = NULL;
+}
+
 /* Restore the free-object invariant: cold fields zero (future.h). */
 static inline void
 weft__future_reset_cold(struct weft_future *f)
@@ -193,12 +208,7 @@ weft__future_reset_cold(struct weft_future *f)
         /* Still set only when the task never ran (a refused spawn):
          * task_after_body() releases and clears it otherwise. */
         if (f->token != NULL) {
-            /* Relaxed: f is dead (above). */
-            if (!(weft__load_relaxed_u32(&f->state) &
-                  WEFT__F_TOKEN_BORROWED)) {
-                weft_token_release(f->token);
-            }
-            f->token = NULL;
+            weft__future_drop_token(f);
         }
         f->file = NULL;
         f->func = NULL;

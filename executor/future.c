@@ -233,13 +233,7 @@ task_after_body(struct weft_future *f)
             (void)weft_future_release(a);
         }
         if (f->token != NULL) {
-            /* Relaxed: the bit was set before f was published and never
-             * changes. */
-            if (!(weft__load_relaxed_u32(&f->state) &
-                  WEFT__F_TOKEN_BORROWED)) {
-                weft_token_release(f->token);
-            }
-            f->token = NULL;
+            weft__future_drop_token(f);
         }
     }
 }

@@ -660,9 +660,22 @@ pfor_demand(void)
     return w != NULL && weft__deque_should_publish(&w->dq);
 }
 
+/* Fold the partial of the next range to the right into *acc with
+ * combine; *acc_set says whether *acc holds anything yet. */
+static inline void
+pfor_fold(struct pfor *p, weft_value_t *acc, bool *acc_set,
+          weft_value_t part)
+{
+    if (*acc_set) {
+        p->combine(p->arg, acc, part);
+    } else {
+        *acc = part;
+        *acc_set = true;
+    }
+}
+
 /* Run one chunk [lo, hi) and, for a reduce, fold its partial (which
- * starts from the identity) into *acc with combine, *acc_set saying
- * whether *acc holds anything yet. */
+ * starts from the identity) into *acc (pfor_fold()). */
 static weft_status_t
 pfor_chunk(weft_task_t *self, struct pfor *p, size_t lo, size_t hi,
            weft_value_t *acc, bool *acc_set)
@@ -675,12 +688,7 @@ pfor_chunk(weft_task_t *self, struct pfor *p, size_t lo, size_t hi,
         weft_value_t part = p->identity;
         st = p->rfn(self, p->arg, lo, hi, &part);
         if (st == WEFT_OK) {
-            if (*acc_set) {
-                p->combine(p->arg, acc, part);
-            } else {
-                *acc = part;
-                *acc_set = true;
-            }
+            pfor_fold(p, acc, acc_set, part);
         }
     } else {
         st = p->fn(self, p->arg, lo, hi);
@@ -732,12 +740,8 @@ pfor_range(weft_task_t *self, struct prange *r)
             }
             if (ls == WEFT_OK && rs == WEFT_OK) {
                 if (p->combine != NULL) {
-                    if (acc_set) {
-                        p->combine(p->arg, &r->acc, left.acc);
-                    } else {
-                        r->acc = left.acc;
-                    }
-                    p->combine(p->arg, &r->acc, right.acc);
+                    pfor_fold(p, &r->acc, &acc_set, left.acc);
+                    pfor_fold(p, &r->acc, &acc_set, right.acc);
                 }
                 return WEFT_OK;
             }
