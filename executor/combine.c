@@ -450,7 +450,18 @@ combine_settle(struct weft__combine *c, struct weft__worker *w,
     weft__promise_settle(w, c->result, st, v, err);
 }
 
-/* The last child ended: decide what is undecided, build, settle. */
+/*
+ * The last child ended: decide what is undecided, build, settle; and drop
+ * the reference reserved for the finalizer (see combine_make).
+ *
+ * That reference goes before the settle whenever the settle is still to
+ * come: the promise holds its own reference to c until it is freed, and it
+ * cannot be freed before it is settled, so c stays alive through
+ * combine_settle(). Dropping it after the settle would let the waiter wake,
+ * release the promise and return while c (and so every child) was still
+ * held by this thread: a waiter that then destroys a child's executor
+ * would see EBUSY.
+ */
 static void
 combine_finalize(struct weft__combine *c, struct weft__worker *w)
 {
@@ -461,6 +472,7 @@ combine_finalize(struct weft__combine *c, struct weft__worker *w)
         c->cb_registered = false;
     }
     if (c->kind == CK_ITER) {
+        combine_unref(c);
         return;
     }
     uint32_t decision = combine_decision(c);
@@ -492,13 +504,18 @@ combine_finalize(struct weft__combine *c, struct weft__worker *w)
     /* Pairs with: the acquire load in weft_combine_errors() (any()
      * settles before this point, so its readers need the flag). */
     weft__store_rel_u32(&c->built, 1);
-    if (!settled_early) {
-        if (c->kind == CK_WAIT) {
-            /* The wait condition holds once everything ended. */
-            decision = decision == D_CANCEL ? D_CANCEL : D_FINAL;
-        }
-        combine_settle(c, w, decision);
+    if (settled_early) {
+        /* The promise may be gone already: ours may be the last. */
+        combine_unref(c);
+        return;
     }
+    if (c->kind == CK_WAIT) {
+        /* The wait condition holds once everything ended. */
+        decision = decision == D_CANCEL ? D_CANCEL : D_FINAL;
+    }
+    /* Not the last reference: the unsettled promise holds one (above). */
+    combine_unref(c);
+    combine_settle(c, w, decision);
 }
 
 /*
@@ -665,8 +682,7 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
     uint32_t last = c->n - 1; /* read before: c may go right after */
     /* Pairs with: the other watches' faa on ended (see above). */
     if (weft__faa_u32(&c->ended, 1) == last) {
-        combine_finalize(c, w);
-        combine_unref(c);
+        combine_finalize(c, w); /* drops the finalizer's reference */
     }
 }
 

@@ -263,8 +263,12 @@ future_cancel_reason(struct weft_future *f, weft_status_t why)
     }
     /* A body that cancelled its own token (weft_task_token) gave the
      * reason there; it is also where a spawn token's reason propagates. */
-    if (f->ttoken != NULL && weft_token_is_cancelled(f->ttoken) &&
-        weft_token_reason(f->ttoken, &e) == WEFT_OK && e != NULL) {
+    /* Pairs with: the CAS that installs it in weft_task_token(), which
+     * another thread running a part of the same task (a stolen frame)
+     * may be doing right now. */
+    weft_token_t *tt = weft__load_acq_ptr((void *const *)&f->ttoken);
+    if (tt != NULL && weft_token_is_cancelled(tt) &&
+        weft_token_reason(tt, &e) == WEFT_OK && e != NULL) {
         (void)weft_error_retain(e);
         return e;
     }
