@@ -649,7 +649,8 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
         return WEFT_EINVAL;
     }
     if (c.pin_workers) {
-        /* WEFT_ENOTSUP without hwloc; WEFT_ESYS without a topology. */
+        /* WEFT_ENOTSUP with neither hwloc nor Linux; WEFT_ESYS when
+         * hwloc cannot read the topology. */
         weft_status_t ps = weft__pin_check();
         if (ps != WEFT_OK) {
             return ps;

@@ -1,6 +1,15 @@
 /*
  * group.c - task groups (scopes) with fail-fast and concurrency limits,
  * retries with backoff, parallel-for and parallel-reduce. See group.h.
+ *
+ * The ledger's memory: a child's record (its watch node, future and
+ * index) is carved from a slab that the group owns, under the lock that
+ * the spawn holds anyway to append the child to children[]. Slabs double
+ * from GROUP_SLAB_FIRST records up to GROUP_SLAB_MAX, sit on a list, and
+ * are freed all at once by weft_group_destroy(); records never move, so
+ * children[index] and a watch node stay valid until then. A spawn so
+ * costs no allocation of its own: the allocator is called once per slab
+ * and once per doubling of children[].
  */
 #include "executor/group.h"
 
@@ -27,6 +36,18 @@ struct group_child {
     uint32_t seq; /* failure order (failed children only); its watch */
 };
 
+/* First slab's records, and the most records one slab holds. */
+#define GROUP_SLAB_FIRST 16
+#define GROUP_SLAB_MAX 1024
+
+/* A block of child records; records are carved in order and never freed
+ * one by one. */
+struct group_slab {
+    struct group_slab *next; /* the slab carved before this one */
+    size_t cap, used;
+    struct group_child rec[];
+};
+
 struct weft_group {
     const struct weft__promise_ops *ops; /* first: see future.h */
     uint32_t refs; /* owner + promise; atomic */
@@ -44,10 +65,12 @@ struct weft_group {
     weft_status_t join_status;
     weft_errgroup_t *errors;
 
-    pthread_mutex_t lock; /* children[], count, next_start, running */
-    struct group_child **children;
+    /* lock protects children[], count, cap, slab, next_start, running. */
+    pthread_mutex_t lock;
+    struct group_child **children; /* records, by index; in the slabs */
     size_t count, cap;
-    size_t next_start; /* first child not yet submitted */
+    struct group_slab *slab; /* the one records are carved from; list */
+    size_t next_start;       /* first child not yet submitted */
     size_t running;
 
     struct weft_future *done; /* promise: settled when drained */
@@ -164,6 +187,44 @@ group_child_ended(struct weft__watch *node, struct weft__worker *w,
 /* The watch callback slot of every group child's node (future.h). */
 static const weft__watch_fn_t group_watch_fn = group_child_ended;
 
+/*
+ * A record for the next child, with room for it in children[], or NULL
+ * when memory for either cannot be had (the group is as it was, save a
+ * slab or a larger children[] kept for the next spawn). Caller holds
+ * g->lock; the record is not yet counted.
+ */
+static struct group_child *
+group_record(struct weft_group *g)
+{
+    if (g->count == g->cap) {
+        size_t ncap = g->cap ? g->cap * 2 : GROUP_SLAB_FIRST;
+        struct group_child **nc =
+            WEFT__REALLOC(g->children, ncap * sizeof(*nc));
+        if (nc == NULL) {
+            return NULL;
+        }
+        g->children = nc;
+        g->cap = ncap;
+    }
+    struct group_slab *s = g->slab;
+    if (s == NULL || s->used == s->cap) {
+        size_t n = GROUP_SLAB_FIRST;
+        if (s != NULL) {
+            n = s->cap < GROUP_SLAB_MAX / 2 ? s->cap * 2 : GROUP_SLAB_MAX;
+        }
+        struct group_slab *ns =
+            WEFT__ALLOC(sizeof(*ns) + n * sizeof(ns->rec[0]));
+        if (ns == NULL) {
+            return NULL;
+        }
+        ns->next = s;
+        ns->cap = n;
+        ns->used = 0;
+        g->slab = s = ns;
+    }
+    return &s->rec[s->used++];
+}
+
 weft_status_t
 weft_group_create(weft_executor_t *ex, const weft_group_opts_t *opts,
                   weft_group_t **out)
@@ -236,13 +297,11 @@ weft_group_spawn(weft_group_t *g, const weft_spawn_opts_t *opts, weft_fn_t fn,
         o = *opts;
     }
     o.token = g->token;
-    struct group_child *gc = WEFT__ALLOC(sizeof(*gc));
     struct weft_future *f =
         /* The group's token outlives its children: destroy releases
          * it only after the join saw every child end. */
-        gc != NULL ? weft__future_make(g->ex, &o, fn, arg, true) : NULL;
+        weft__future_make(g->ex, &o, fn, arg, true);
     if (f == NULL) {
-        weft__free(gc);
         group_drop_outstanding(g, weft__tls_worker);
         if (rel != NULL) {
             rel(arg);
@@ -250,30 +309,23 @@ weft_group_spawn(weft_group_t *g, const weft_spawn_opts_t *opts, weft_fn_t fn,
         return WEFT_ENOMEM;
     }
     weft__debug_adopt(f, g->done);
+
+    bool start = true;
+    pthread_mutex_lock(&g->lock);
+    struct group_child *gc = group_record(g);
+    if (gc == NULL) {
+        pthread_mutex_unlock(&g->lock);
+        /* Never queued, never watched, never seen: end it without
+         * running (its release hook runs) and forget it. */
+        weft__future_submit_refused(f, WEFT_ENOMEM);
+        (void)weft_future_release(f);
+        group_drop_outstanding(g, weft__tls_worker);
+        return WEFT_ENOMEM;
+    }
     gc->f = f;
     gc->g = g;
     gc->node.fn = &group_watch_fn;
     gc->node.next = NULL;
-
-    bool start = true;
-    pthread_mutex_lock(&g->lock);
-    if (g->count == g->cap) {
-        size_t ncap = g->cap ? g->cap * 2 : 16;
-        struct group_child **nc =
-            WEFT__REALLOC(g->children, ncap * sizeof(*nc));
-        if (nc == NULL) {
-            pthread_mutex_unlock(&g->lock);
-            /* Never queued, never watched, never seen: end it without
-             * running (its release hook runs) and forget it. */
-            weft__future_submit_refused(f, WEFT_ENOMEM);
-            (void)weft_future_release(f);
-            weft__free(gc);
-            group_drop_outstanding(g, weft__tls_worker);
-            return WEFT_ENOMEM;
-        }
-        g->children = nc;
-        g->cap = ncap;
-    }
     /*
      * Watch before the child is visible in children[]: once it is there,
      * another child's end may submit it (the limit's hand-off), and it
@@ -446,9 +498,13 @@ weft_group_destroy(weft_group_t *g)
     }
     for (size_t i = 0; i < g->count; i++) {
         (void)weft_future_release(g->children[i]->f);
-        weft__free(g->children[i]);
     }
     weft__free(g->children);
+    while (g->slab != NULL) {
+        struct group_slab *s = g->slab;
+        g->slab = s->next;
+        weft__free(s);
+    }
     if (g->reason != NULL) {
         weft_error_release(g->reason);
     }

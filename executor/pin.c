@@ -1,27 +1,45 @@
 /*
- * pin.c - pinning worker threads to cores (hwloc).
+ * pin.c - pinning worker threads to cores (hwloc, or Linux sysfs).
  *
  * DESIGN
  *
  * A worker pins itself, at the top of its thread, before the executor's
  * on_worker_start hook runs: worker i takes the i-th core (modulo the
  * count) among the cores that its inherited affinity mask allows, which
- * is the mask of the thread that called weft_executor_create(). Using the
- * creator's mask rather than the whole machine keeps `taskset`, cgroup
- * cpusets and an application's own partitioning in force: two executors
- * created from threads with disjoint masks get disjoint cores.
+ * is the mask of the thread that called weft_executor_create(), and is
+ * bound to every allowed CPU of that core. Using the creator's mask
+ * rather than the whole machine keeps `taskset`, cgroup cpusets and an
+ * application's own partitioning in force: two executors created from
+ * threads with disjoint masks get disjoint cores.
  *
- * The topology is loaded once per process (pthread_once) and then only
- * read, which hwloc allows from any number of threads at once. It is never
- * freed: it is a cache of the machine's shape, reachable for the life of
- * the process, and its memory comes from hwloc's own malloc, not from the
- * allocator hooks (include/weft/alloc.h).
+ * Two backends implement that rule:
+ *
+ *  - hwloc (WEFT_WITH_HWLOC): the cores are hwloc's core objects (or the
+ *    level below them when the machine reports none), in hwloc's order.
+ *    The topology is loaded once per process and then only read, which
+ *    hwloc allows from any number of threads at once. It is never freed:
+ *    it is a cache of the machine's shape, reachable for the life of the
+ *    process, and its memory comes from hwloc's own malloc, not from the
+ *    allocator hooks (include/weft/alloc.h).
+ *  - sysfs (Linux without hwloc): a core is a distinct pair
+ *    (physical_package_id, core_id) of /sys/devices/system/cpu/cpuN/
+ *    topology/; a CPU whose pair cannot be read is a core of its own, so
+ *    with sysfs unreadable every allowed CPU is one core. The pairs are
+ *    read once per process into pin_rep[] (each CPU's core, named by its
+ *    lowest-numbered CPU), with open() and read(), so no memory is
+ *    allocated at all. Cores are ordered by their lowest allowed CPU.
+ *    Masks are cpu_set_t (CPU_SETSIZE CPUs): on a machine whose masks do
+ *    not fit, reading the mask fails and the worker stays unpinned.
+ *
+ * Any other system has no backend: weft__pin_check() says WEFT_ENOTSUP.
  *
  * Invariants:
- *  1. pin_topo is written only inside pin_load(), which pthread_once runs
- *     once; every reader calls weft__pin_check() first, so pthread_once
- *     orders the load before the read.
- *  2. A worker changes only its own binding (HWLOC_CPUBIND_THREAD).
+ *  1. The topology (pin_topo and pin_status, or pin_rep[]) is written only
+ *     inside pin_load(), which pthread_once runs once; every reader calls
+ *     weft__pin_check() first, so pthread_once orders the load before the
+ *     read, and nothing writes it afterwards.
+ *  2. A worker changes only its own binding (HWLOC_CPUBIND_THREAD, or
+ *     pthread_setaffinity_np() on pthread_self()).
  */
 #include "pin.h"
 
@@ -100,7 +118,132 @@ out:
     hwloc_bitmap_free(target);
 }
 
-#else /* !WEFT_WITH_HWLOC */
+#elif defined(__linux__)
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
+/* Each CPU's core, named by the lowest-numbered CPU of the same
+ * (package, core) pair; the CPU itself when its pair is unknown. */
+static uint16_t pin_rep[CPU_SETSIZE]; /* invariant 1 */
+
+/* One integer topology file of cpu; false if missing or malformed. */
+static bool
+pin_read_id(int cpu, const char *leaf, long *out)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d/topology/%s",
+             cpu, leaf);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    char buf[32];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return false;
+    }
+    buf[n] = '\0';
+    char *end;
+    errno = 0;
+    long v = strtol(buf, &end, 10);
+    if (end == buf || errno != 0) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static void
+pin_load(void)
+{
+    /* Each read CPU's pair, packed (package high, core low); known says
+     * which were read. About 8 KiB of the caller's stack, once. */
+    uint64_t key[CPU_SETSIZE];
+    cpu_set_t known;
+    CPU_ZERO(&known);
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        pin_rep[cpu] = (uint16_t)cpu;
+        long pkg, core;
+        if (!pin_read_id(cpu, "physical_package_id", &pkg) ||
+            !pin_read_id(cpu, "core_id", &core) || pkg < INT32_MIN ||
+            pkg > INT32_MAX || core < INT32_MIN || core > INT32_MAX) {
+            continue;
+        }
+        key[cpu] = (uint64_t)(uint32_t)pkg << 32 | (uint32_t)core;
+        CPU_SET(cpu, &known);
+        for (int c = 0; c < cpu; c++) {
+            if (CPU_ISSET(c, &known) && key[c] == key[cpu]) {
+                pin_rep[cpu] = pin_rep[c];
+                break;
+            }
+        }
+    }
+}
+
+weft_status_t
+weft__pin_check(void)
+{
+    if (pthread_once(&pin_once, pin_load) != 0) {
+        return WEFT_ESYS;
+    }
+    return WEFT_OK;
+}
+
+void
+weft__pin_self(unsigned int index)
+{
+    if (weft__pin_check() != WEFT_OK) {
+        return;
+    }
+    cpu_set_t allowed, seen, target;
+    if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) !=
+        0) {
+        return;
+    }
+    /* A core is counted at its lowest allowed CPU: the first time its
+     * representative is seen. */
+    unsigned int usable = 0;
+    CPU_ZERO(&seen);
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (CPU_ISSET(cpu, &allowed) && !CPU_ISSET(pin_rep[cpu], &seen)) {
+            CPU_SET(pin_rep[cpu], &seen);
+            usable++;
+        }
+    }
+    if (usable == 0) {
+        return;
+    }
+    unsigned int want = index % usable;
+    CPU_ZERO(&seen);
+    int rep = -1;
+    for (int cpu = 0; cpu < CPU_SETSIZE && rep < 0; cpu++) {
+        if (CPU_ISSET(cpu, &allowed) && !CPU_ISSET(pin_rep[cpu], &seen)) {
+            CPU_SET(pin_rep[cpu], &seen);
+            if (want-- == 0) {
+                rep = pin_rep[cpu];
+            }
+        }
+    }
+    CPU_ZERO(&target);
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (CPU_ISSET(cpu, &allowed) && pin_rep[cpu] == rep) {
+            CPU_SET(cpu, &target);
+        }
+    }
+    (void)pthread_setaffinity_np(pthread_self(), sizeof(target), &target);
+}
+
+#else /* neither hwloc nor Linux */
 
 weft_status_t
 weft__pin_check(void)

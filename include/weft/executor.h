@@ -70,8 +70,13 @@ typedef struct weft_executor_config {
      * masks therefore get disjoint cores, and two pinned executors
      * created from the same thread share cores. Binding is best effort
      * per worker: a worker the operating system refuses to bind runs
-     * unpinned. Needs a build with the CMake option WEFT_WITH_HWLOC=ON;
-     * otherwise weft_executor_create() returns WEFT_ENOTSUP.
+     * unpinned. The cores come from hwloc in a build with the CMake
+     * option WEFT_WITH_HWLOC=ON (in hwloc's order). Without it, on Linux
+     * they come from sysfs: a core is a distinct (physical_package_id,
+     * core_id) pair of /sys/devices/system/cpu/cpuN/topology/, cores are
+     * taken in the order of their lowest allowed CPU, and when sysfs
+     * cannot be read each allowed CPU counts as a core. On other systems
+     * without hwloc weft_executor_create() returns WEFT_ENOTSUP.
      */
     bool pin_workers;
     /**
@@ -113,7 +118,8 @@ WEFT_API void weft_executor_config_init(weft_executor_config_t *cfg);
  * started threads are joined and nothing leaks; or pin_workers is set and
  * hwloc could not read the machine's topology, or debug mode is on and its
  * registry's mutex could not be made); WEFT_ENOTSUP (pin_workers
- * is set in a build without hwloc). *out is untouched on failure.
+ * is set in a build without hwloc on a system other than Linux). *out is
+ * untouched on failure.
  * Thread-safety: any thread. Blocking: until every worker has started.
  * Ownership: the caller owns *out and must weft_executor_destroy() it.
  */

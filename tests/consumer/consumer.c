@@ -5,9 +5,10 @@
  * It spawns one task, joins it and prints the value. The task computes
  * fib(15) with fork-join frames, whose inline fast paths (weft/frame.h)
  * read the calling worker through libweft's exported thread-local
- * variable, so a shared-library link checks that export too. It first
- * asks for pinned workers and falls back to unpinned ones in a build without hwloc,
- * so the output also says how the library was built.
+ * variable, so a shared-library link checks that export too. It asks
+ * for pinned workers, which Linux gives with or without hwloc (sysfs),
+ * and falls back to unpinned ones where the library says WEFT_ENOTSUP,
+ * so the output also says whether pinning worked.
  */
 #include <weft.h>
 
