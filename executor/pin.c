@@ -21,15 +21,18 @@
  *    it is a cache of the machine's shape, reachable for the life of the
  *    process, and its memory comes from hwloc's own malloc, not from the
  *    allocator hooks (include/weft/alloc.h).
- *  - sysfs (Linux without hwloc): a core is a distinct pair
- *    (physical_package_id, core_id) of /sys/devices/system/cpu/cpuN/
- *    topology/; a CPU whose pair cannot be read is a core of its own, so
- *    with sysfs unreadable every allowed CPU is one core. The pairs are
- *    read once per process into pin_rep[] (each CPU's core, named by its
- *    lowest-numbered CPU), with open() and read(), so no memory is
- *    allocated at all. Cores are ordered by their lowest allowed CPU.
- *    Masks are cpu_set_t (CPU_SETSIZE CPUs): on a machine whose masks do
- *    not fit, reading the mask fails and the worker stays unpinned.
+ *  - sysfs (Linux without hwloc): a core is a set of SMT siblings, as the
+ *    kernel lists them in /sys/devices/system/cpu/cpuN/topology/
+ *    thread_siblings_list (the lists hwloc reads too); a list is in
+ *    ascending order, so its first CPU names the core. That is sturdier
+ *    than (physical_package_id, core_id) pairs, which repeat across the
+ *    clusters of some ARM packages. A CPU whose list cannot be read is a
+ *    core of its own, so with sysfs unreadable every allowed CPU is one
+ *    core. The names are read once per process into pin_rep[], with
+ *    open() and read(), so no memory is allocated at all. Cores are
+ *    ordered by their lowest allowed CPU. Masks are cpu_set_t
+ *    (CPU_SETSIZE CPUs): on a machine whose masks do not fit, reading the
+ *    mask fails and the worker stays unpinned.
  *
  * Any other system has no backend: weft__pin_check() says WEFT_ENOTSUP.
  *
@@ -131,11 +134,12 @@ out:
 #include <unistd.h>
 
 static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
-/* Each CPU's core, named by the lowest-numbered CPU of the same
- * (package, core) pair; the CPU itself when its pair is unknown. */
+/* Each CPU's core, named by the lowest-numbered CPU among its SMT
+ * siblings; the CPU itself when its siblings are unknown. */
 static uint16_t pin_rep[CPU_SETSIZE]; /* invariant 1 */
 
-/* One integer topology file of cpu; false if missing or malformed. */
+/* The leading integer of a topology file of cpu (for a CPU list, its
+ * first and lowest CPU); false if missing or malformed. */
 static bool
 pin_read_id(int cpu, const char *leaf, long *out)
 {
@@ -166,26 +170,12 @@ pin_read_id(int cpu, const char *leaf, long *out)
 static void
 pin_load(void)
 {
-    /* Each read CPU's pair, packed (package high, core low); known says
-     * which were read. About 8 KiB of the caller's stack, once. */
-    uint64_t key[CPU_SETSIZE];
-    cpu_set_t known;
-    CPU_ZERO(&known);
     for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        long first;
         pin_rep[cpu] = (uint16_t)cpu;
-        long pkg, core;
-        if (!pin_read_id(cpu, "physical_package_id", &pkg) ||
-            !pin_read_id(cpu, "core_id", &core) || pkg < INT32_MIN ||
-            pkg > INT32_MAX || core < INT32_MIN || core > INT32_MAX) {
-            continue;
-        }
-        key[cpu] = (uint64_t)(uint32_t)pkg << 32 | (uint32_t)core;
-        CPU_SET(cpu, &known);
-        for (int c = 0; c < cpu; c++) {
-            if (CPU_ISSET(c, &known) && key[c] == key[cpu]) {
-                pin_rep[cpu] = pin_rep[c];
-                break;
-            }
+        if (pin_read_id(cpu, "thread_siblings_list", &first) && first >= 0 &&
+            first <= cpu) {
+            pin_rep[cpu] = (uint16_t)first;
         }
     }
 }

@@ -234,50 +234,45 @@ pin_probe(weft_task_t *self, void *arg, weft_value_t *out)
     return WEFT_OK;
 }
 
-/* One CPU's (package, core) pair from sysfs; false when unreadable. */
-static bool
-pin_cpu_core(int cpu, long id[2])
+/* The first (lowest) CPU of cpu's SMT siblings from sysfs, which names
+ * its core; cpu itself when unreadable. */
+static long
+pin_cpu_core(int cpu)
 {
-    const char *leaf[2] = {"physical_package_id", "core_id"};
-    for (int k = 0; k < 2; k++) {
-        char path[96];
-        snprintf(path, sizeof(path),
-                 "/sys/devices/system/cpu/cpu%d/topology/%s", cpu, leaf[k]);
-        FILE *fp = fopen(path, "r");
-        if (fp == NULL) {
-            return false;
+    char path[96];
+    snprintf(path, sizeof(path),
+             "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list",
+             cpu);
+    FILE *fp = fopen(path, "r");
+    long first = cpu;
+    if (fp != NULL) {
+        if (fscanf(fp, "%ld", &first) != 1) {
+            first = cpu;
         }
-        int ok = fscanf(fp, "%ld", &id[k]) == 1;
         fclose(fp);
-        if (!ok) {
-            return false;
-        }
     }
-    return true;
+    return first;
 }
 
 /*
- * The cores of set, each as the CPUs of set it holds: a core is a
- * distinct (package, core) pair, and a CPU whose pair cannot be read is a
- * core of its own (as in executor/pin.c without hwloc; hwloc reads the
- * same pairs). Returns how many (at most max, which is at most
- * CPU_SETSIZE).
+ * The cores of set, each as the CPUs of set it holds: a core is the set
+ * of CPUs that share the first CPU of their sibling list, and a CPU whose
+ * list cannot be read is a core of its own (as in executor/pin.c without
+ * hwloc; hwloc reads the same lists). Returns how many (at most max,
+ * which is at most CPU_SETSIZE).
  */
 static int
 pin_cores(const cpu_set_t *set, cpu_set_t *cores, int max)
 {
-    static long key[CPU_SETSIZE][2];
-    static bool known[CPU_SETSIZE];
+    static long key[CPU_SETSIZE];
     int n = 0;
     for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
         if (!CPU_ISSET(cpu, set)) {
             continue;
         }
-        long id[2];
-        bool k = pin_cpu_core(cpu, id);
+        long id = pin_cpu_core(cpu);
         int c = 0;
-        while (c < n &&
-               !(k && known[c] && key[c][0] == id[0] && key[c][1] == id[1])) {
+        while (c < n && key[c] != id) {
             c++;
         }
         if (c == n) {
@@ -285,9 +280,7 @@ pin_cores(const cpu_set_t *set, cpu_set_t *cores, int max)
                 continue;
             }
             CPU_ZERO(&cores[n]);
-            known[n] = k;
-            key[n][0] = id[0];
-            key[n][1] = id[1];
+            key[n] = id;
             n++;
         }
         CPU_SET(cpu, &cores[c]);

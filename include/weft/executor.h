@@ -72,8 +72,8 @@ typedef struct weft_executor_config {
      * per worker: a worker the operating system refuses to bind runs
      * unpinned. The cores come from hwloc in a build with the CMake
      * option WEFT_WITH_HWLOC=ON (in hwloc's order). Without it, on Linux
-     * they come from sysfs: a core is a distinct (physical_package_id,
-     * core_id) pair of /sys/devices/system/cpu/cpuN/topology/, cores are
+     * they come from sysfs: a core is a set of SMT siblings
+     * (/sys/devices/system/cpu/cpuN/topology/thread_siblings_list), cores are
      * taken in the order of their lowest allowed CPU, and when sysfs
      * cannot be read each allowed CPU counts as a core. On other systems
      * without hwloc weft_executor_create() returns WEFT_ENOTSUP.
