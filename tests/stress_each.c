@@ -23,7 +23,7 @@
  *
  * Executors of 1, 2 and 4 workers. Seed: WEFT_SEED if set, else the clock;
  * printed first. Rounds per executor: WEFT_STRESS_ROUNDS if set, else 300
- * (100 under sanitizers; about 5 s in a default build on 2 cores). The
+ * (200 under sanitizers; a few seconds either way on 2 cores). The
  * last line is "N passed, N failed".
  */
 #include <pthread.h>
@@ -49,7 +49,7 @@
 #endif
 
 #ifdef STRESS_SANITIZED
-#define DEFAULT_ROUNDS 100
+#define DEFAULT_ROUNDS 200
 #else
 #define DEFAULT_ROUNDS 300
 #endif
