@@ -96,7 +96,10 @@
 #define EACH_SPARE_MIN ((size_t)64 * 1024)
 #define EACH_SPARE_MAX ((size_t)16 * 1024 * 1024)
 
-enum { EK_GATHER = 1, EK_SETTLED = 2 };
+enum {
+    EK_GATHER = 1,
+    EK_SETTLED = 2
+};
 
 struct weft__each;
 
@@ -347,8 +350,7 @@ each_record(struct weft__each *e, size_t lo, size_t hi, uint8_t phase,
     pthread_mutex_lock(&e->lock);
     if (e->nentries == e->cap) {
         size_t ncap = e->cap != 0 ? e->cap * 2 : 8;
-        struct each_entry *ne =
-            WEFT__REALLOC(e->entries, ncap * sizeof(*ne));
+        struct each_entry *ne = WEFT__REALLOC(e->entries, ncap * sizeof(*ne));
         if (ne == NULL) {
             e->entries_nomem = true;
             pthread_mutex_unlock(&e->lock);
@@ -391,9 +393,9 @@ each_failed(struct weft__each *e, size_t lo, size_t hi, bool failed,
     if (terr == NULL) {
         return;
     }
-    if (weft__decision_take(&e->dec, WEFT__D_TRIGGER, (uint32_t)lo,
-                            weft__sibling_reason(terr, lo, e->name,
-                                                 "gather_each"))) {
+    if (weft__decision_take(
+            &e->dec, WEFT__D_TRIGGER, (uint32_t)lo,
+            weft__sibling_reason(terr, lo, e->name, "gather_each"))) {
         /* Read by the finalizer after our piece's faa on ended. */
         e->trigger_idx = lo;
         e->trigger_st = tst;
@@ -525,9 +527,8 @@ each_range(weft_task_t *self, struct weft__each *e, size_t lo, size_t hi)
         }
         /* Relaxed: a poll; an index that starts just after the decision
          * is a running index that sees the token cancelled. */
-        if (__builtin_expect(weft__load_relaxed_u32(&e->dec.decided) !=
-                                 WEFT__D_NONE,
-                             0)) {
+        if (__builtin_expect(
+                weft__load_relaxed_u32(&e->dec.decided) != WEFT__D_NONE, 0)) {
             break;
         }
         weft_value_t v = {.u64 = 0};
@@ -590,9 +591,9 @@ each_build_errors(struct weft__each *e, uint32_t decision, uint64_t nok)
         nfailed += e->entries[j].phase == WEFT__FAILED;
     }
     weft_errgroup_t *g = NULL;
-    if (weft__combine_errgroup(each_kind_name(e), e->uname,
-                               nfailed, e->n, e->n - (size_t)nok - nfailed,
-                               "indices", &g) != WEFT_OK) {
+    if (weft__combine_errgroup(each_kind_name(e), e->uname, nfailed, e->n,
+                               e->n - (size_t)nok - nfailed, "indices",
+                               &g) != WEFT_OK) {
         e->errors_nomem = true;
         return;
     }
@@ -673,8 +674,7 @@ each_piece_ended(struct weft__watch *node, struct weft__worker *w,
     struct weft__each *e = p->e;
     if (weft_future_outcome(f) != WEFT_OUTCOME_SUCCEEDED &&
         !weft_future_has_started(f)) {
-        each_unrun(e, p->lo, p->hi,
-                   weft__error_retained(weft_future_error(f)));
+        each_unrun(e, p->lo, p->hi, weft__error_retained(weft_future_error(f)));
     }
     uint32_t last = e->npieces - 1; /* read before: e may go right after */
     /*
@@ -721,8 +721,7 @@ each_start(weft_executor_t *ex, uint32_t kind, size_t n, weft_each_fn_t fn,
     e->block_size = got;
     e->name = opts != NULL && opts->name != NULL
                   ? opts->name
-                  : (kind == EK_GATHER ? "gather_each"
-                                       : "gather_each_settled");
+                  : (kind == EK_GATHER ? "gather_each" : "gather_each_settled");
     e->uname = opts != NULL ? opts->name : NULL;
     e->dec.decider = UINT32_MAX;
     e->trigger_idx = SIZE_MAX;

@@ -57,7 +57,16 @@
 #define OUTER_MAX 96
 #define INNER_MAX 40
 
-enum act { A_OK, A_FAIL, A_CODE, A_CANCEL, A_SPIN, A_TOKEN, A_NEST, A_N };
+enum act {
+    A_OK,
+    A_FAIL,
+    A_CODE,
+    A_CANCEL,
+    A_SPIN,
+    A_TOKEN,
+    A_NEST,
+    A_N
+};
 
 /* One gather's plan and what its bodies did. */
 struct level {
@@ -83,13 +92,13 @@ rnd(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-#define FAIL(...)                                                             \
-    do {                                                                      \
-        fprintf(stderr, "FAIL (seed %llu) %s:%d: ",                           \
-                (unsigned long long)seed, __FILE__, __LINE__);                \
-        fprintf(stderr, __VA_ARGS__);                                         \
-        fputc('\n', stderr);                                                  \
-        atomic_fetch_add(&failures, 1);                                       \
+#define FAIL(...)                                                              \
+    do {                                                                       \
+        fprintf(stderr, "FAIL (seed %llu) %s:%d: ", (unsigned long long)seed,  \
+                __FILE__, __LINE__);                                           \
+        fprintf(stderr, __VA_ARGS__);                                          \
+        fputc('\n', stderr);                                                   \
+        atomic_fetch_add(&failures, 1);                                        \
     } while (0)
 
 static void
@@ -171,7 +180,7 @@ check(weft_future_t *g, struct level *lv, bool caller_cancel, bool shutdown)
         }
         atomic_fetch_add(&c_ran, 1);
         int ret = atomic_load(&lv->ret[i]);
-        weft_outcome_t want = ret == WEFT_OK         ? WEFT_OUTCOME_SUCCEEDED
+        weft_outcome_t want = ret == WEFT_OK          ? WEFT_OUTCOME_SUCCEEDED
                               : ret == WEFT_ECANCELED ? WEFT_OUTCOME_CANCELLED
                                                       : WEFT_OUTCOME_FAILED;
         if (r.outcome != want) {
@@ -224,8 +233,7 @@ check(weft_future_t *g, struct level *lv, bool caller_cancel, bool shutdown)
                 FAIL("combine_errors %d", st);
             }
         }
-    } else if (o == WEFT_OUTCOME_SUCCEEDED && !lv->settled &&
-               ok != lv->n) {
+    } else if (o == WEFT_OUTCOME_SUCCEEDED && !lv->settled && ok != lv->n) {
         FAIL("gather succeeded with %zu of %zu", ok, lv->n);
     } else if (o == WEFT_OUTCOME_CANCELLED && !caller_cancel) {
         FAIL("cancelled without a caller cancellation");
@@ -438,8 +446,8 @@ main(void)
                     (long long)(live - live0), (unsigned long long)seed);
             failed++;
         }
-        printf("  %u workers done: %ld passed, %ld failed so far\n",
-               workers[w], passed, failed);
+        printf("  %u workers done: %ld passed, %ld failed so far\n", workers[w],
+               passed, failed);
         fflush(stdout);
     }
     printf("indices checked %lu (ran %lu), nested gathers %lu\n",

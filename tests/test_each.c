@@ -195,8 +195,7 @@ check_ledger(weft_future_t *g, struct script *s)
             cr_assert_eq(r.outcome, WEFT_OUTCOME_FAILED, "index %zu", i);
             cr_assert_not_null(r.error);
             cr_assert_eq(weft_error_status(r.error),
-                         s->act[i] == A_FAIL ? WEFT_EUSER + 1
-                                             : WEFT_EUSER + 2);
+                         s->act[i] == A_FAIL ? WEFT_EUSER + 1 : WEFT_EUSER + 2);
             cr_assert(!r.cancelled_by_combinator);
             break;
         default:
@@ -226,11 +225,10 @@ all_succeed(bool settled)
     static struct script s;
     script_init(&s, 1000);
     weft_future_t *g = NULL;
-    cr_assert_eq(settled ? weft_gather_each_settled(ex, s.n, script_body, &s,
-                                                    NULL, &g)
-                         : weft_gather_each(ex, s.n, script_body, &s, NULL,
-                                            &g),
-                 WEFT_OK);
+    cr_assert_eq(
+        settled ? weft_gather_each_settled(ex, s.n, script_body, &s, NULL, &g)
+                : weft_gather_each(ex, s.n, script_body, &s, NULL, &g),
+        WEFT_OK);
     cr_assert_eq(wait_end(g), WEFT_OK);
     weft_value_t v;
     cr_assert_eq(weft_future_value(g, &v), WEFT_OK);
@@ -357,9 +355,8 @@ settled_mixed(enum act how)
         bad++;
     }
     weft_future_t *g = NULL;
-    cr_assert_eq(
-        weft_gather_each_settled(ex, s.n, script_body, &s, NULL, &g),
-        WEFT_OK);
+    cr_assert_eq(weft_gather_each_settled(ex, s.n, script_body, &s, NULL, &g),
+                 WEFT_OK);
     cr_assert_eq(wait_end(g), WEFT_OK);
     cr_assert_eq(total_calls(&s), 1000, "nothing is cancelled");
     weft_value_t v;
@@ -405,21 +402,19 @@ caller_cancelled(bool settled, bool deadline)
         o.deadline_ns = weft_clock_now_ns() - 1;
     } else {
         cr_assert_eq(weft_token_create(NULL, &T), WEFT_OK);
-        cr_assert_eq(weft_error_create(&R, WEFT_EUSER + 9, "gave up"),
-                     WEFT_OK);
+        cr_assert_eq(weft_error_create(&R, WEFT_EUSER + 9, "gave up"), WEFT_OK);
         cr_assert_eq(weft_token_cancel(T, R), WEFT_OK);
         o.token = T;
     }
     weft_future_t *g = NULL;
-    cr_assert_eq(settled ? weft_gather_each_settled(ex, s.n, script_body, &s,
-                                                    &o, &g)
-                         : weft_gather_each(ex, s.n, script_body, &s, &o, &g),
-                 WEFT_OK);
+    cr_assert_eq(
+        settled ? weft_gather_each_settled(ex, s.n, script_body, &s, &o, &g)
+                : weft_gather_each(ex, s.n, script_body, &s, &o, &g),
+        WEFT_OK);
     cr_assert_eq(wait_end(g), WEFT_ECANCELED);
     cr_assert_eq(weft_future_outcome(g), WEFT_OUTCOME_CANCELLED);
     if (deadline) {
-        cr_assert_eq(weft_error_status(weft_future_error(g)),
-                     WEFT_EDEADLINE);
+        cr_assert_eq(weft_error_status(weft_future_error(g)), WEFT_EDEADLINE);
     } else {
         cr_assert_eq(weft_future_error(g), R, "error: the token's reason");
     }
@@ -483,10 +478,10 @@ cancel_while_running(bool by_future, bool settled)
     weft_combine_opts_t o = opts_named(NULL);
     o.token = T;
     weft_future_t *g = NULL;
-    cr_assert_eq(settled ? weft_gather_each_settled(ex, s.n, script_body, &s,
-                                                    &o, &g)
-                         : weft_gather_each(ex, s.n, script_body, &s, &o, &g),
-                 WEFT_OK);
+    cr_assert_eq(
+        settled ? weft_gather_each_settled(ex, s.n, script_body, &s, &o, &g)
+                : weft_gather_each(ex, s.n, script_body, &s, &o, &g),
+        WEFT_OK);
     await_count(&s.started_waiters, 2); /* one per piece at least */
     weft_error_t *R = NULL;
     cr_assert_eq(weft_error_create(&R, WEFT_EUSER + 4, "stop"), WEFT_OK);
@@ -552,8 +547,7 @@ Test(each, errors_name_the_index)
     weft_errgroup_release(eg);
     weft_future_release(g);
     /* Without a name: the combinator's. */
-    cr_assert_eq(weft_gather_each(ex, s.n, script_body, &s, NULL, &g),
-                 WEFT_OK);
+    cr_assert_eq(weft_gather_each(ex, s.n, script_body, &s, NULL, &g), WEFT_OK);
     cr_assert_eq(wait_end(g), WEFT_EUSER + 1);
     cr_assert_str_eq(weft_error_task_name(weft_future_error(g)),
                      "gather_each[7]");
@@ -578,9 +572,9 @@ outer_body(weft_task_t *self, void *arg, size_t i, weft_value_t *value)
     weft_combine_opts_t o = opts_named("inner");
     o.token = weft_task_token(self);
     weft_future_t *g = NULL;
-    weft_status_t st = weft_gather_each(weft_task_executor(self), 300,
-                                        inner_body, (void *)(uintptr_t)i, &o,
-                                        &g);
+    weft_status_t st =
+        weft_gather_each(weft_task_executor(self), 300, inner_body,
+                         (void *)(uintptr_t)i, &o, &g);
     if (st != WEFT_OK) {
         return st;
     }
@@ -715,11 +709,11 @@ Test(each, bad_input_and_empty)
                  WEFT_EINVAL);
     cr_assert_null(g);
     for (int settled = 0; settled < 2; settled++) {
-        cr_assert_eq(settled ? weft_gather_each_settled(ex, 0, inner_body,
-                                                        NULL, NULL, &g)
-                             : weft_gather_each(ex, 0, inner_body, NULL, NULL,
-                                                &g),
-                     WEFT_OK);
+        cr_assert_eq(
+            settled
+                ? weft_gather_each_settled(ex, 0, inner_body, NULL, NULL, &g)
+                : weft_gather_each(ex, 0, inner_body, NULL, NULL, &g),
+            WEFT_OK);
         cr_assert(weft_future_is_done(g), "n == 0 ends at once");
         cr_assert_eq(weft_future_status(g), WEFT_OK);
         cr_assert_eq(weft_combine_size(g), 0);
@@ -739,8 +733,7 @@ Test(each, ledger_accessors)
     script_init(&s, 10);
     s.act[0] = A_WAIT_CANCEL;
     weft_future_t *g = NULL;
-    cr_assert_eq(weft_gather_each(ex, s.n, script_body, &s, NULL, &g),
-                 WEFT_OK);
+    cr_assert_eq(weft_gather_each(ex, s.n, script_body, &s, NULL, &g), WEFT_OK);
     await_count(&s.started_waiters, 1);
     weft_child_result_t r;
     cr_assert_eq(weft_combine_child(g, 9, &r), WEFT_OK);
@@ -756,9 +749,8 @@ Test(each, ledger_accessors)
     cr_assert_eq(wait_end(g), WEFT_ECANCELED);
     cr_assert_eq(weft_combine_values(g, v, 10), WEFT_OK);
     for (size_t i = 0; i < 10; i++) {
-        cr_assert_eq(v[i].u64, child(g, i).outcome == WEFT_OUTCOME_SUCCEEDED
-                                   ? 3 * i
-                                   : 0);
+        cr_assert_eq(v[i].u64,
+                     child(g, i).outcome == WEFT_OUTCOME_SUCCEEDED ? 3 * i : 0);
     }
     weft_future_release(g);
     ex_end(ex);
@@ -780,8 +772,7 @@ Test(each, large_gathers_reuse_the_block)
         weft_value_t v;
         cr_assert_eq(weft_future_value(g, &v), WEFT_OK);
         cr_assert_eq(v.u64, sizes[k]);
-        cr_assert_eq(child(g, sizes[k] - 1).value.u64,
-                     k * 1000 + sizes[k] - 1);
+        cr_assert_eq(child(g, sizes[k] - 1).value.u64, k * 1000 + sizes[k] - 1);
         weft_future_release(g);
     }
     ex_end(ex);
@@ -812,12 +803,10 @@ Test(each, debug_mode)
     script_init(&s, 200);
     s.act[150] = A_FAIL;
     weft_future_t *g = NULL;
-    cr_assert_eq(weft_gather_each(ex, s.n, script_body, &s, NULL, &g),
-                 WEFT_OK);
+    cr_assert_eq(weft_gather_each(ex, s.n, script_body, &s, NULL, &g), WEFT_OK);
     cr_assert_eq(wait_end(g), WEFT_EUSER + 1);
     weft_future_release(g);
-    cr_assert_eq(weft_gather_each(ex, 30, outer_body, NULL, NULL, &g),
-                 WEFT_OK);
+    cr_assert_eq(weft_gather_each(ex, 30, outer_body, NULL, NULL, &g), WEFT_OK);
     cr_assert_eq(wait_end(g), WEFT_OK);
     weft_future_release(g);
     ex_end(ex);

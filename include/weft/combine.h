@@ -242,7 +242,8 @@ typedef struct weft_child_result {
     weft_value_t value;    /**< SUCCEEDED: the value; else zero */
     weft_error_t *error;   /**< FAILED: the failure; CANCELLED: the reason;
                                else NULL. Borrowed from the child. */
-    weft_future_t *future; /**< the child (borrowed) */
+    weft_future_t *future; /**< the child (borrowed); NULL for an index
+                               of a bulk gather */
 } weft_child_result_t;
 
 /**
