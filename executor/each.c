@@ -506,6 +506,12 @@ each_range(weft_task_t *self, struct weft__each *e, size_t lo, size_t hi)
     void *arg = e->arg;
     uint64_t ok = 0;
     while (lo < hi) {
+        /* Relaxed: a poll; an index that starts just after the decision
+         * is a running index that sees the token cancelled. */
+        if (__builtin_expect(
+                weft__load_relaxed_u32(&e->dec.decided) != WEFT__D_NONE, 0)) {
+            break;
+        }
         if (__builtin_expect(w != NULL && hi - lo > 1 &&
                                  weft__deque_should_publish(&w->dq),
                              0)) {
@@ -524,12 +530,6 @@ each_range(weft_task_t *self, struct weft__each *e, size_t lo, size_t hi)
                 }
                 break;
             }
-        }
-        /* Relaxed: a poll; an index that starts just after the decision
-         * is a running index that sees the token cancelled. */
-        if (__builtin_expect(
-                weft__load_relaxed_u32(&e->dec.decided) != WEFT__D_NONE, 0)) {
-            break;
         }
         weft_value_t v = {.u64 = 0};
         weft_status_t st = fn(self, arg, lo, &v);
