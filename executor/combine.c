@@ -11,6 +11,7 @@
 
 #include <weft/combine.h>
 
+#include "executor/each.h"
 #include "executor/executor.h"
 #include "executor/future.h"
 #include "primitives/alloc.h"
@@ -28,15 +29,6 @@ enum combine_kind {
     CK_ITER
 };
 
-/* Values of c->decided. */
-enum {
-    D_NONE = 0,
-    D_BUSY = 1,    /* a decider is writing decider/reason */
-    D_TRIGGER = 2, /* a child's failure decided: the combinator fails */
-    D_WIN = 3,     /* a child (or k of them) decided success / the wait */
-    D_CANCEL = 4,  /* the caller cancelled (token, deadline, cancel()) */
-    D_FINAL = 5    /* closed undecided by the finalizer */
-};
 
 struct weft__combine {
     const struct weft__promise_ops *ops; /* first: see future.h */
@@ -53,9 +45,9 @@ struct weft__combine {
     uint32_t succeeded; /* faa */
     uint32_t unsucc;    /* faa: failed or cancelled */
 
-    uint32_t decided;     /* D_*; CAS NONE -> BUSY, then release store */
-    uint32_t decider;     /* index of the deciding child, or UINT32_MAX */
-    weft_error_t *reason; /* passed to the children we cancel; owned */
+    /* The decision (combine.h): decider is the deciding child's index or
+     * UINT32_MAX; reason is passed to the children we cancel; owned. */
+    struct weft__decision dec;
 
     weft_token_t *token; /* caller's token or our deadline token; owned */
     struct weft__token_cb cb;
@@ -104,8 +96,8 @@ combine_free(struct weft__combine *c)
     for (uint32_t i = c->n; i-- > 0;) {
         (void)weft_future_release(c->children[i]);
     }
-    if (c->reason != NULL) {
-        weft_error_release(c->reason);
+    if (c->dec.reason != NULL) {
+        weft_error_release(c->dec.reason);
     }
     if (c->token != NULL) {
         weft_token_release(c->token);
@@ -137,54 +129,49 @@ combine_release_op(void *state)
 
 /* ---- decisions --------------------------------------------------------- */
 
-/* Wait out a decider that is writing its fields; return the kind. */
-static uint32_t
-combine_decision(struct weft__combine *c)
+uint32_t
+weft__decision_wait(struct weft__decision *d)
 {
     for (;;) {
-        /* Pairs with: the release store in combine_decide(). */
-        uint32_t d = weft__load_acq_u32(&c->decided);
-        if (d != D_BUSY) {
-            return d;
+        /* Pairs with: the release store in weft__decision_take(). */
+        uint32_t k = weft__load_acq_u32(&d->decided);
+        if (k != WEFT__D_BUSY) {
+            return k;
         }
         sched_yield();
     }
 }
 
-/*
- * Decide: kind D_TRIGGER, D_WIN, D_CANCEL or D_FINAL, by child `who`
- * (UINT32_MAX: none), with reason (owned; may be NULL) for the children
- * we cancel. Returns false (and releases reason) if already decided.
- */
-static bool
-combine_decide(struct weft__combine *c, uint32_t kind, uint32_t who,
-               weft_error_t *reason)
+bool
+weft__decision_take(struct weft__decision *d, uint32_t kind, uint32_t who,
+                    weft_error_t *reason)
 {
     /*
-     * One decision. Pairs with: the acquire loads in combine_decision().
-     * Relaxed would do for the CAS itself; it is a full barrier anyway.
+     * One decision. Pairs with: the acquire loads in
+     * weft__decision_wait(). Relaxed would do for the CAS itself; it is a
+     * full barrier anyway.
      */
-    if (!weft__cas_u32(&c->decided, D_NONE, D_BUSY)) {
+    if (!weft__cas_u32(&d->decided, WEFT__D_NONE, WEFT__D_BUSY)) {
         if (reason != NULL) {
             weft_error_release(reason);
         }
         return false;
     }
-    c->decider = who;
-    c->reason = reason;
-    /* Pairs with: the acquire loads in combine_decision(). */
-    weft__store_rel_u32(&c->decided, kind);
+    d->decider = who;
+    d->reason = reason;
+    /* Pairs with: the acquire loads in weft__decision_wait(). */
+    weft__store_rel_u32(&d->decided, kind);
     return true;
 }
 
-/* Ask every child that has not ended to stop, with c->reason. */
+/* Ask every child that has not ended to stop, with c->dec.reason. */
 static void
 combine_cancel_children(struct weft__combine *c)
 {
     for (uint32_t i = 0; i < c->n; i++) {
         struct weft_future *ch = c->children[i];
         if (!weft_future_is_done(ch)) {
-            (void)weft_future_cancel(ch, c->reason);
+            (void)weft_future_cancel(ch, c->dec.reason);
         }
     }
 }
@@ -209,7 +196,7 @@ weft__sibling_reason(weft_error_t *trigger, size_t index, const char *name,
 static weft_status_t
 combine_cancel_with(struct weft__combine *c, weft_error_t *reason)
 {
-    if (!combine_decide(c, D_CANCEL, UINT32_MAX, reason)) {
+    if (!weft__decision_take(&c->dec, WEFT__D_CANCEL, UINT32_MAX, reason)) {
         return WEFT_EALREADY;
     }
     combine_cancel_children(c);
@@ -280,7 +267,18 @@ combine_of(const weft_future_t *f)
 static bool
 combine_cancel_is_ours(struct weft__combine *c, const weft_error_t *err)
 {
-    return err != NULL && c->reason != NULL && err == c->reason;
+    return err != NULL && c->dec.reason != NULL && err == c->dec.reason;
+}
+
+weft_status_t
+weft__combine_errgroup(const char *kind, const char *name, size_t nfailed,
+                       size_t n, size_t ncancelled, const char *what,
+                       weft_errgroup_t **out)
+{
+    return weft_errgroup_create(out, "%s%s%s: %zu of %zu %s failed, %zu "
+                                     "cancelled",
+                                kind, name ? " " : "", name ? name : "",
+                                nfailed, n, what, ncancelled);
 }
 
 /*
@@ -310,12 +308,8 @@ combine_build_errors(struct weft__combine *c, uint32_t decision)
         ncancelled += o == WEFT_OUTCOME_CANCELLED;
     }
     weft_errgroup_t *g = NULL;
-    if (weft_errgroup_create(&g,
-                             "%s%s%s: %u of %u children failed, %u "
-                             "cancelled",
-                             names[c->kind], c->name ? " " : "",
-                             c->name ? c->name : "", nfailed, c->n,
-                             ncancelled) != WEFT_OK) {
+    if (weft__combine_errgroup(names[c->kind], c->name, nfailed, c->n,
+                               ncancelled, "children", &g) != WEFT_OK) {
         c->errors_nomem = true;
         return;
     }
@@ -336,7 +330,7 @@ combine_build_errors(struct weft__combine *c, uint32_t decision)
          * failure, whoever asked for it first. */
         bool include = o == WEFT_OUTCOME_FAILED ||
                        (o == WEFT_OUTCOME_CANCELLED && c->kind == CK_GATHER &&
-                        decision != D_CANCEL && !combine_cancel_is_ours(c, e));
+                        decision != WEFT__D_CANCEL && !combine_cancel_is_ours(c, e));
         if (!include || e == NULL || idx == trig) {
             continue;
         }
@@ -349,8 +343,8 @@ combine_build_errors(struct weft__combine *c, uint32_t decision)
 
 /* ---- settling ---------------------------------------------------------- */
 
-static weft_error_t *
-error_retained(weft_error_t *e)
+weft_error_t *
+weft__error_retained(weft_error_t *e)
 {
     if (e == NULL) {
         return weft__error_canceled();
@@ -359,24 +353,30 @@ error_retained(weft_error_t *e)
     return e;
 }
 
+weft_status_t
+weft__trigger_error(bool failed, weft_status_t st, weft_error_t *e,
+                    size_t idx, const char *what, weft_error_t **err)
+{
+    if (failed) {
+        *err = weft__error_retained(e);
+        return st == WEFT_OK || st == WEFT_ECANCELED ? WEFT_EFAILED : st;
+    }
+    (void)weft_error_wrap(err, e, WEFT_EFAILED,
+                          "%s %zu was cancelled from elsewhere", what, idx);
+    return WEFT_EFAILED;
+}
+
 /*
- * The failure a combinator ends with when child idx decided it: the
- * child's own error for a failure; a WEFT_EFAILED error caused by the
- * child's reason when the child was cancelled.
+ * The failure a combinator ends with when child idx decided it
+ * (weft__trigger_error()).
  */
 static weft_status_t
 combine_trigger_error(struct weft__combine *c, uint32_t idx, weft_error_t **err)
 {
     struct weft_future *ch = c->children[idx];
-    weft_error_t *e = weft_future_error(ch);
-    if (weft_future_outcome(ch) == WEFT_OUTCOME_FAILED) {
-        *err = error_retained(e);
-        weft_status_t st = weft_future_status(ch);
-        return st == WEFT_OK || st == WEFT_ECANCELED ? WEFT_EFAILED : st;
-    }
-    (void)weft_error_wrap(err, e, WEFT_EFAILED,
-                          "child %u was cancelled from elsewhere", idx);
-    return WEFT_EFAILED;
+    return weft__trigger_error(
+        weft_future_outcome(ch) == WEFT_OUTCOME_FAILED,
+        weft_future_status(ch), weft_future_error(ch), idx, "child", err);
 }
 
 /* Record child idx as the trigger (once, before the finalizer runs). */
@@ -413,24 +413,24 @@ combine_settle(struct weft__combine *c, struct weft__worker *w,
     weft_value_t v = {.u64 = 0};
     weft_error_t *err = NULL;
     weft_status_t st = WEFT_OK;
-    if (decision == D_CANCEL) {
+    if (decision == WEFT__D_CANCEL) {
         st = WEFT_ECANCELED;
-        err = error_retained(c->reason);
-    } else if (decision == D_TRIGGER) {
+        err = weft__error_retained(c->dec.reason);
+    } else if (decision == WEFT__D_TRIGGER) {
         st = c->trigger_st;
-        err = error_retained(c->trigger_err);
+        err = weft__error_retained(c->trigger_err);
     } else {
         switch (c->kind) {
         case CK_ANY:
         case CK_FIRST: {
-            struct weft_future *ch = c->children[c->decider];
+            struct weft_future *ch = c->children[c->dec.decider];
             weft_outcome_t o = weft_future_outcome(ch);
             if (o == WEFT_OUTCOME_SUCCEEDED) {
                 (void)weft_future_value(ch, &v);
             } else {
                 /* A child that failed, or was cancelled from elsewhere:
                  * a failure of any() (it was not cancelled itself). */
-                st = combine_trigger_error(c, c->decider, &err);
+                st = combine_trigger_error(c, c->dec.decider, &err);
             }
             break;
         }
@@ -475,24 +475,24 @@ combine_finalize(struct weft__combine *c, struct weft__worker *w)
         combine_unref(c);
         return;
     }
-    uint32_t decision = combine_decision(c);
+    uint32_t decision = weft__decision_wait(&c->dec);
     bool settled_early = false;
-    if (decision == D_NONE) {
+    if (decision == WEFT__D_NONE) {
         /* first_success/quorum with nobody winning: every child failed
          * or was cancelled. */
         uint32_t kind =
-            c->kind == CK_FIRST || c->kind == CK_QUORUM ? D_TRIGGER : D_FINAL;
-        if (combine_decide(c, kind, UINT32_MAX, NULL)) {
+            c->kind == CK_FIRST || c->kind == CK_QUORUM ? WEFT__D_TRIGGER : WEFT__D_FINAL;
+        if (weft__decision_take(&c->dec, kind, UINT32_MAX, NULL)) {
             decision = kind;
         } else {
-            decision = combine_decision(c);
+            decision = weft__decision_wait(&c->dec);
         }
     } else if (c->kind == CK_ANY || c->kind == CK_WAIT) {
         /* any and wait settle at the decision, unless it was the
          * caller's cancellation, which waits for the children. */
-        settled_early = decision != D_CANCEL;
+        settled_early = decision != WEFT__D_CANCEL;
     }
-    if (decision == D_TRIGGER && c->trigger_idx == UINT32_MAX) {
+    if (decision == WEFT__D_TRIGGER && c->trigger_idx == UINT32_MAX) {
         /* first_success / quorum: the failure they report is the first
          * one that happened. */
         uint32_t first = combine_first_unsucc(c);
@@ -511,7 +511,7 @@ combine_finalize(struct weft__combine *c, struct weft__worker *w)
     }
     if (c->kind == CK_WAIT) {
         /* The wait condition holds once everything ended. */
-        decision = decision == D_CANCEL ? D_CANCEL : D_FINAL;
+        decision = decision == WEFT__D_CANCEL ? WEFT__D_CANCEL : WEFT__D_FINAL;
     }
     /* Not the last reference: the unsettled promise holds one (above). */
     combine_unref(c);
@@ -571,15 +571,15 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
                 weft_token_is_cancelled(c->token)) {
                 weft_error_t *r = NULL;
                 (void)weft_token_reason(c->token, &r);
-                if (combine_decide(c, D_CANCEL, UINT32_MAX,
-                                   error_retained(r))) {
+                if (weft__decision_take(&c->dec, WEFT__D_CANCEL, UINT32_MAX,
+                                   weft__error_retained(r))) {
                     combine_cancel_children(c);
                 }
                 break;
             }
             weft_error_t *terr = NULL;
             weft_status_t tst = combine_trigger_error(c, idx, &terr);
-            if (combine_decide(c, D_TRIGGER, idx,
+            if (weft__decision_take(&c->dec, WEFT__D_TRIGGER, idx,
                                weft__sibling_reason(terr, idx,
                                                     weft_future_name(ch),
                                                     "gather"))) {
@@ -594,8 +594,8 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
         }
         break;
     case CK_ANY:
-        if (combine_decide(c, D_WIN, idx, NULL)) {
-            combine_settle(c, w, D_WIN);
+        if (weft__decision_take(&c->dec, WEFT__D_WIN, idx, NULL)) {
+            combine_settle(c, w, WEFT__D_WIN);
         }
         break;
     case CK_FIRST:
@@ -604,7 +604,7 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
             (void)weft_error_create(&r, WEFT_ECANCELED,
                                     "cancelled: first_success child %u won",
                                     idx);
-            if (combine_decide(c, D_WIN, idx, r)) {
+            if (weft__decision_take(&c->dec, WEFT__D_WIN, idx, r)) {
                 combine_cancel_children(c);
             }
         }
@@ -617,7 +617,7 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
             weft_error_t *r = NULL;
             (void)weft_error_create(&r, WEFT_ECANCELED,
                                     "cancelled: quorum of %u reached", c->k);
-            if (combine_decide(c, D_WIN, idx, r)) {
+            if (weft__decision_take(&c->dec, WEFT__D_WIN, idx, r)) {
                 combine_cancel_children(c);
             }
         } else if (o != WEFT_OUTCOME_SUCCEEDED && c->n - bad < c->k) {
@@ -634,8 +634,7 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
             uint32_t first = v - 1;
             weft_error_t *terr = NULL;
             weft_status_t tst = combine_trigger_error(c, first, &terr);
-            if (combine_decide(
-                    c, D_TRIGGER, idx,
+            if (weft__decision_take(&c->dec, WEFT__D_TRIGGER, idx,
                     weft__sibling_reason(terr, first,
                                          weft_future_name(c->children[first]),
                                          "quorum"))) {
@@ -653,8 +652,8 @@ combine_child_ended(struct weft__combine *c, struct weft__worker *w,
     case CK_WAIT:
         if (c->k == WEFT_WAIT_FIRST_COMPLETED ||
             (c->k == WEFT_WAIT_FIRST_FAILURE && o != WEFT_OUTCOME_SUCCEEDED)) {
-            if (combine_decide(c, D_WIN, idx, NULL)) {
-                combine_settle(c, w, D_WIN);
+            if (weft__decision_take(&c->dec, WEFT__D_WIN, idx, NULL)) {
+                combine_settle(c, w, WEFT__D_WIN);
             }
         }
         break;
@@ -730,7 +729,7 @@ combine_make(weft_executor_t *ex, uint32_t kind, weft_future_t *const *ch,
     c->n = (uint32_t)n;
     c->k = k;
     c->ex = ex;
-    c->decider = UINT32_MAX;
+    c->dec.decider = UINT32_MAX;
     c->trigger_idx = UINT32_MAX;
     c->watch_fn = combine_watch_fired;
     c->name = opts != NULL ? opts->name : NULL;
@@ -755,26 +754,29 @@ combine_make(weft_executor_t *ex, uint32_t kind, weft_future_t *const *ch,
     return WEFT_OK;
 }
 
-/* Token (and deadline) of the caller: ours to hold, armed on time. */
-static weft_status_t
-combine_token(struct weft__combine *c, const weft_combine_opts_t *opts)
+weft_status_t
+weft__combine_token(weft_executor_t *ex, const weft_combine_opts_t *opts,
+                    bool always, weft_token_t **out)
 {
-    if (opts == NULL || (opts->token == NULL && opts->deadline_ns == 0)) {
+    *out = NULL;
+    if (!always &&
+        (opts == NULL || (opts->token == NULL && opts->deadline_ns == 0))) {
         return WEFT_OK;
     }
+    uint64_t dl = opts != NULL && opts->deadline_ns != 0 ? opts->deadline_ns
+                                                         : WEFT_DEADLINE_NONE;
     weft_token_t *t = NULL;
     weft_status_t st = weft_token_create_with_deadline(
-        opts->token,
-        opts->deadline_ns != 0 ? opts->deadline_ns : WEFT_DEADLINE_NONE, &t);
+        opts != NULL ? opts->token : NULL, dl, &t);
     if (st != WEFT_OK) {
         return st;
     }
-    c->token = t;
     if (weft__token_next_deadline(t) != WEFT_DEADLINE_NONE) {
         /* Make the deadline act even if nobody polls the token. A refusal
          * (executor being destroyed) leaves the deadline lazy. */
-        (void)weft_executor_watch_deadline(c->ex, t);
+        (void)weft_executor_watch_deadline(ex, t);
     }
+    *out = t;
     return WEFT_OK;
 }
 
@@ -823,7 +825,7 @@ combine_start(weft_executor_t *ex, uint32_t kind, weft_future_t *const *ch,
     struct weft__combine *c = NULL;
     weft_status_t st = combine_make(ex, kind, ch, n, (uint32_t)k, opts, &c);
     if (st == WEFT_OK) {
-        st = combine_token(c, opts);
+        st = weft__combine_token(c->ex, opts, false, &c->token);
         if (st == WEFT_OK) {
             c->result = weft__promise_create(ex, c, c->name);
             weft__debug_track_combinator(c->result);
@@ -845,7 +847,7 @@ combine_start(weft_executor_t *ex, uint32_t kind, weft_future_t *const *ch,
      * settle it. */
     *out = c->result;
     if (n == 0) {
-        combine_settle(c, weft__tls_worker, D_FINAL);
+        combine_settle(c, weft__tls_worker, WEFT__D_FINAL);
         combine_unref(c);
         return WEFT_OK;
     }
@@ -896,6 +898,10 @@ weft_quorum(weft_executor_t *ex, weft_future_t *const *children, size_t n,
 size_t
 weft_combine_size(const weft_future_t *combined)
 {
+    struct weft__each *e = weft__each_of(combined);
+    if (e != NULL) {
+        return weft__each_size(e);
+    }
     struct weft__combine *c = combine_of(combined);
     return c != NULL ? c->n : 0;
 }
@@ -904,6 +910,10 @@ weft_status_t
 weft_combine_child(const weft_future_t *combined, size_t index,
                    weft_child_result_t *out)
 {
+    struct weft__each *e = weft__each_of(combined);
+    if (e != NULL) {
+        return weft__each_child(e, combined, index, out);
+    }
     struct weft__combine *c = combine_of(combined);
     if (c == NULL || out == NULL) {
         return WEFT_EINVAL;
@@ -912,14 +922,18 @@ weft_combine_child(const weft_future_t *combined, size_t index,
         return WEFT_ERANGE;
     }
     /* A reason exists only once decided; wait out a decider mid-write. */
-    uint32_t d = combine_decision(c);
-    weft__child_result(c->children[index], d != D_NONE ? c->reason : NULL, out);
+    uint32_t d = weft__decision_wait(&c->dec);
+    weft__child_result(c->children[index], d != WEFT__D_NONE ? c->dec.reason : NULL, out);
     return WEFT_OK;
 }
 
 weft_status_t
 weft_combine_values(const weft_future_t *combined, weft_value_t *out, size_t n)
 {
+    struct weft__each *e = weft__each_of(combined);
+    if (e != NULL) {
+        return weft__each_values(e, combined, out, n);
+    }
     struct weft__combine *c = combine_of(combined);
     if (c == NULL || (out == NULL && n > 0) || n > c->n) {
         return WEFT_EINVAL;
@@ -955,6 +969,10 @@ weft_combine_values(const weft_future_t *combined, weft_value_t *out, size_t n)
 weft_status_t
 weft_combine_errors(const weft_future_t *combined, weft_errgroup_t **out)
 {
+    struct weft__each *e = weft__each_of(combined);
+    if (e != NULL) {
+        return weft__each_errors(e, combined, out);
+    }
     struct weft__combine *c = combine_of(combined);
     if (c == NULL || out == NULL) {
         return WEFT_EINVAL;
@@ -983,7 +1001,7 @@ weft_combine_errors(const weft_future_t *combined, weft_errgroup_t **out)
             struct weft_future *ch = c->children[i];
             if (weft_future_outcome(ch) == WEFT_OUTCOME_FAILED &&
                 weft_future_error(ch) != NULL) {
-                (void)weft_errgroup_add_error(g, i == c->decider ? 0 : i + 1,
+                (void)weft_errgroup_add_error(g, i == c->dec.decider ? 0 : i + 1,
                                               weft_future_error(ch));
             }
         }
@@ -1004,13 +1022,17 @@ weft_combine_errors(const weft_future_t *combined, weft_errgroup_t **out)
 size_t
 weft_combine_decider(const weft_future_t *combined)
 {
+    struct weft__each *e = weft__each_of(combined);
+    if (e != NULL) {
+        return weft__each_decider(e);
+    }
     struct weft__combine *c = combine_of(combined);
     if (c == NULL) {
         return SIZE_MAX;
     }
-    uint32_t d = combine_decision(c);
-    if ((d == D_TRIGGER || d == D_WIN) && c->decider != UINT32_MAX) {
-        return c->decider;
+    uint32_t d = weft__decision_wait(&c->dec);
+    if ((d == WEFT__D_TRIGGER || d == WEFT__D_WIN) && c->dec.decider != UINT32_MAX) {
+        return c->dec.decider;
     }
     return SIZE_MAX;
 }

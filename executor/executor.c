@@ -60,6 +60,7 @@
  *     slabs are freed only at destroy after every worker has exited.
  */
 #include "executor.h"
+#include "executor/each.h"
 #include "executor/frame.h"
 #include "executor/pin.h"
 #include "primitives/alloc.h"
@@ -578,6 +579,7 @@ exec_free(weft_executor_t *ex)
         weft__deque_fini(&ex->workers[i].dq);
     }
     slabs_free(ex->ext_slabs);
+    weft__each_spare_free(ex);
     weft__trace_exec_free(ex);
     weft__debug_fini(ex);
     pthread_mutex_destroy(&ex->ext_lock);

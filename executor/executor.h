@@ -128,6 +128,10 @@ struct weft_executor {
     char name_prefix[16];
     struct weft__debug *debug;    /* debug-mode registry, or NULL when
                                      off; immutable once workers run */
+    void *each_spare;             /* fas: the ledger block of the last
+                                     large bulk gather, kept for the
+                                     next one (each.c); freed by
+                                     exec_free */
 };
 
 /* The worker running on this thread, or NULL. */

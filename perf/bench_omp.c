@@ -346,6 +346,8 @@ run_root(const struct bench_opts *o, struct bench_data *d, uint64_t *out)
         return fanout(o->param, out, 1);
     case BENCH_PFOR_EMPTY:
         return pfor_empty(o->param, out);
+    case BENCH_GATHER_EACH:
+        return fanout(o->param, out, 1);
     default:
         bench_die("unknown workload");
     }
@@ -364,7 +366,8 @@ main(int argc, char **argv)
     bench_print_header(&o, version);
     bench_data_setup(&o, &d);
     if (o.workload == BENCH_FANOUT || o.workload == BENCH_FANOUT_EMPTY ||
-        o.workload == BENCH_GATHER_EMPTY || o.workload == BENCH_PFOR_EMPTY) {
+        o.workload == BENCH_GATHER_EMPTY || o.workload == BENCH_PFOR_EMPTY ||
+        o.workload == BENCH_GATHER_EACH) {
         out = (uint64_t *)calloc((size_t)o.param, sizeof(uint64_t));
         if (out == NULL) {
             bench_die("out of memory");

@@ -205,6 +205,7 @@ run_once(const struct bench_opts *o, struct bench_data *d, uint64_t *tasks,
     case BENCH_FANOUT_EMPTY:
     case BENCH_GATHER_EMPTY:
     case BENCH_PFOR_EMPTY:
+    case BENCH_GATHER_EACH:
         return fanout_empty(o->param);
     case BENCH_GATHER:
         return gather(0, (int)o->param);

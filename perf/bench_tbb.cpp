@@ -12,7 +12,8 @@
  * cancels the enclosing group; nested groups' contexts are bound to their
  * parent task's, so cancelling one cancels its subtree); leaves poll
  * tbb::is_current_task_group_canceling(). cancel uses task_group::cancel().
- * gather_empty is the fan-out of empty tasks (TBB has no gather object);
+ * gather_empty and gather_each are the fan-out of empty tasks (TBB has no
+ * gather object);
  * pfor_empty is tbb::parallel_for with grain 1 and simple_partitioner.
  */
 #include "workloads.h"
@@ -352,6 +353,8 @@ run_root(const bench_opts &o, bench_data *d, uint64_t *out)
         return fanout(o.param, out, true);
     case BENCH_PFOR_EMPTY:
         return pfor_empty(o.param, out);
+    case BENCH_GATHER_EACH:
+        return fanout(o.param, out, true);
     default:
         bench_die("unknown workload");
     }
@@ -370,7 +373,8 @@ main(int argc, char **argv)
     bench_print_header(&o, version);
     bench_data_setup(&o, &d);
     if (o.workload == BENCH_FANOUT || o.workload == BENCH_FANOUT_EMPTY ||
-        o.workload == BENCH_GATHER_EMPTY || o.workload == BENCH_PFOR_EMPTY) {
+        o.workload == BENCH_GATHER_EMPTY || o.workload == BENCH_PFOR_EMPTY ||
+        o.workload == BENCH_GATHER_EACH) {
         out.resize((size_t)o.param);
     }
     tbb::task_arena arena((int)o.threads);

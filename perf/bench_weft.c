@@ -568,6 +568,37 @@ gather_empty_root(weft_task_t *self, void *arg, weft_value_t *result)
     return WEFT_OK;
 }
 
+/* gather_each: one weft_gather_each over n indices of an empty body
+ * (value = i), wait, read the values from the ledger. */
+static weft_status_t
+each_body(weft_task_t *self, void *arg, size_t i, weft_value_t *value)
+{
+    (void)self;
+    (void)arg;
+    value->u64 = (uint64_t)i;
+    return WEFT_OK;
+}
+
+static weft_status_t
+gather_each_root(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    long n = (long)(intptr_t)arg;
+    weft_future_t *g;
+    uint64_t sum = 0;
+
+    check(weft_gather_each(weft_task_executor(self), (size_t)n, each_body,
+                           NULL, NULL, &g),
+          "weft_gather_each");
+    check(weft_future_wait(g), "gather_each");
+    check(weft_combine_values(g, g_vals, (size_t)n), "weft_combine_values");
+    check(weft_future_release(g), "weft_future_release");
+    for (long i = 0; i < n; i++) {
+        sum += g_vals[i].u64;
+    }
+    result->u64 = sum;
+    return WEFT_OK;
+}
+
 /* pfor_empty: weft_parallel_for with grain 1, so every index is one body
  * call, over a body that writes out[i] = i (as the TBB and OpenMP
  * fan-outs do); the sum is taken afterwards. */
@@ -675,6 +706,11 @@ run_root(weft_executor_t *ex, const struct bench_opts *o)
                                 &v),
               "run");
         return v.u64;
+    case BENCH_GATHER_EACH:
+        check(weft_executor_run(ex, gather_each_root,
+                                (void *)(intptr_t)o->param, &v),
+              "run");
+        return v.u64;
     default:
         bench_die("unknown workload");
     }
@@ -747,7 +783,8 @@ main(int argc, char **argv)
     bench_print_header(&o, version);
     bench_data_setup(&o, &d);
     g_data = &d;
-    if (o.workload == BENCH_GATHER_EMPTY || o.workload == BENCH_PFOR_EMPTY) {
+    if (o.workload == BENCH_GATHER_EMPTY || o.workload == BENCH_PFOR_EMPTY ||
+        o.workload == BENCH_GATHER_EACH) {
         g_vals = (weft_value_t *)calloc((size_t)o.param, sizeof(*g_vals));
         if (g_vals == NULL) {
             bench_die("out of memory");

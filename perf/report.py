@@ -154,8 +154,8 @@ def summarize(rows):
 
 
 WORKLOADS = ["fib", "nqueens", "uts", "fanout", "fanout_empty", "gather",
-             "reduce", "matmul", "gather_empty", "pfor_empty", "failfast",
-             "cancel"]
+             "reduce", "matmul", "gather_empty", "pfor_empty", "gather_each",
+             "failfast", "cancel"]
 
 
 def workload_order(w):
@@ -305,6 +305,10 @@ def print_headlines(stats, cg, out):
     for p in sorted({1, pmax}):
         comb.append(("pfor_empty (1M, grain 1) ns/index, P=%d" % p,
                       [val("pfor_empty", rt, p, "ns_per_task", ".1f")
+                       for rt in rts]))
+    for p in sorted({1, pmax}):
+        comb.append(("gather_each (1M, one bulk gather) ns/index, P=%d" % p,
+                      [val("gather_each", rt, p, "ns_per_task", ".1f")
                        for rt in rts]))
     for w in ("failfast", "cancel"):
         for p in sorted({1, pmax}):

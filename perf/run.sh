@@ -8,7 +8,7 @@
 #   full       full sizes, every thread count 1..nproc, 10 rounds; every
 #              workload, the combinator set included
 #   combinators  the combinator set (failfast and cancel latency,
-#              gather_empty, pfor_empty) and fanout_empty to compare
+#              gather_empty, pfor_empty, gather_each) and fanout_empty to compare
 #              with, quick sizes, threads as quick, 5 rounds of 3
 #              repetitions per process (INNER_REPS); about 2 minutes
 #   callgrind  only the noise-free count: instructions per fib spawn

@@ -80,6 +80,7 @@ enum bench_workload_id {
     BENCH_CANCEL,
     BENCH_GATHER_EMPTY,
     BENCH_PFOR_EMPTY,
+    BENCH_GATHER_EACH,
     BENCH_NWORKLOADS
 };
 
@@ -146,6 +147,10 @@ static const struct bench_workload bench_workloads[BENCH_NWORKLOADS] = {
     {"pfor_empty", "indices", 1000000, 1000000, 0x746a4ae6e0ULL,
      0x746a4ae6e0ULL, 1000000ULL, 1000000ULL,
      "parallel-for with grain 1 over an empty body (out[i] = i)",
+     BENCH_SET_COMBINATORS, 0},
+    {"gather_each", "indices", 1000000, 1000000, 0x746a4ae6e0ULL,
+     0x746a4ae6e0ULL, 1000000ULL, 1000000ULL,
+     "bulk gather (weft_gather_each) of an empty body, value = i",
      BENCH_SET_COMBINATORS, 0},
 };
 
@@ -572,6 +577,7 @@ bench_tasks_formula(const struct bench_opts *o)
     case BENCH_CANCEL:
     case BENCH_GATHER_EMPTY:
     case BENCH_PFOR_EMPTY:
+    case BENCH_GATHER_EACH:
         return (uint64_t)o->param;
     case BENCH_FAILFAST:
         for (long d = 0; d < o->param; d++) {
@@ -708,7 +714,8 @@ bench_parse(int argc, char **argv, const char *runtime, struct bench_opts *o)
         bench_die("failfast depth must be 1..7");
     }
     if ((o->workload == BENCH_CANCEL || o->workload == BENCH_GATHER_EMPTY ||
-         o->workload == BENCH_PFOR_EMPTY) &&
+         o->workload == BENCH_PFOR_EMPTY ||
+         o->workload == BENCH_GATHER_EACH) &&
         o->param < 1) {
         bench_die("%s needs at least 1 task",
                   bench_workloads[o->workload].name);

@@ -334,6 +334,19 @@ status_in(weft_status_t st, const weft_status_t *ok, size_t n)
     return false;
 }
 
+/* Index body of the bulk gathers: every fourth index fails (an error
+ * value, and an entry of the gather's side table). */
+static weft_status_t
+each_leaf(weft_task_t *self, void *arg, size_t i, weft_value_t *value)
+{
+    (void)arg;
+    if (i % 4 == 1) {
+        return weft_task_fail(self, WEFT_EUSER, "index %zu failed", i);
+    }
+    value->u64 = i;
+    return WEFT_OK;
+}
+
 /* gather, as-completed and a task group (more children than its initial
  * ledger), every allocation of which may fail. */
 static void
@@ -396,6 +409,32 @@ combine_scenario(unsigned int workers, const void *ctx)
     }
     for (size_t i = 0; i < nk; i++) {
         weft_future_release(kids[i]);
+    }
+
+    /* Bulk gathers: the ledger block, the pieces, the side table of
+     * failures (each.c). */
+    for (int settled = 0; settled < 2; settled++) {
+        weft_future_t *each = NULL;
+        st = settled ? weft_gather_each_settled(ex, 40, each_leaf, NULL,
+                                                NULL, &each)
+                     : weft_gather_each(ex, 40, each_leaf, NULL, NULL, &each);
+        cr_assert(st == WEFT_OK || st == WEFT_ENOMEM, "gather_each: %s",
+                  weft_status_name(st));
+        if (st != WEFT_OK) {
+            cr_assert_null(each);
+            continue;
+        }
+        st = weft_future_wait(each);
+        cr_assert(status_in(st, ended, 4), "gather_each ended: %s",
+                  weft_status_name(st));
+        weft_errgroup_t *errs = NULL;
+        st = weft_combine_errors(each, &errs);
+        cr_assert(st == WEFT_OK || st == WEFT_ENOMEM, "each errors: %s",
+                  weft_status_name(st));
+        if (errs != NULL) {
+            weft_errgroup_release(errs);
+        }
+        weft_future_release(each);
     }
 
     weft_group_t *grp = NULL;

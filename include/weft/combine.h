@@ -147,6 +147,89 @@ WEFT_API weft_status_t weft_quorum(weft_executor_t *ex,
                                    size_t k, const weft_combine_opts_t *opts,
                                    weft_future_t **out);
 
+/** ---- Bulk gathers: the indices of one function ------------------------ */
+
+/**
+ * Body of a bulk gather: index i's work. Store the index's value in
+ * *value (it starts zeroed) and return WEFT_OK; or fail (a failure code,
+ * best with weft_task_fail(self, ...), whose error names the index), or
+ * return WEFT_ECANCELED after seeing weft_task_is_cancelled(self).
+ * self is the piece of the gather that runs the index (a task or one of
+ * its frames), shared with the other indices that piece runs: its token
+ * (weft_task_token()) is the piece's, and it is cancelled with the
+ * gather.
+ */
+typedef weft_status_t (*weft_each_fn_t)(weft_task_t *self, void *arg,
+                                        size_t i, weft_value_t *value);
+
+/**
+ * Gather over the indices 0..n-1 of one function: index i plays child i
+ * of weft_gather() (fail-fast) or weft_gather_settled() (waits for all),
+ * with the same rules, ledger and errors, but no future per child. The
+ * combined future, made on ex, is stored in *out.
+ *
+ * How it runs: fn(self, arg, i, &value) is called once for every index
+ * that starts, on ex's workers. The range is cut into one piece (a task)
+ * per worker; each piece runs its indices in increasing order and halves
+ * what it has left, as a fork-join frame, only when an idle worker asks
+ * for work (lazy binary splitting, like weft_parallel_for() with grain
+ * 1). An index that has not started when the gather is decided (fail-fast,
+ * the caller's token or deadline, weft_future_cancel() on the combined
+ * future) never starts: it ends CANCELLED, never started, cancelled by the
+ * combinator. Running indices see weft_task_is_cancelled(self) turn true.
+ * An index body may make and wait for other combinators, nested bulk
+ * gathers included. If the executor is shut down in cancel mode, pieces
+ * that never run end their indices CANCELLED, never started (a
+ * cancellation from elsewhere: for weft_gather_each() the first such
+ * range is the trigger).
+ *
+ * The ledger (weft_combine_size(), weft_combine_child(),
+ * weft_combine_values(), weft_combine_errors(), weft_combine_decider())
+ * works on the combined future as on a gather's, index i for child i,
+ * with two differences: an entry's `future` is NULL, and every entry
+ * reads PENDING (nothing else set) until the combined future has ended.
+ * The value of the combined future is n for weft_gather_each() and the
+ * number of indices that succeeded for weft_gather_each_settled(), as for
+ * the gathers. A failure's error names the index: its task name is
+ * "NAME[i]", NAME being opts->name or "gather_each" /
+ * "gather_each_settled" (an error passed in with weft_task_fail_with()
+ * is kept as it is). A range of indices cancelled from elsewhere
+ * without starting (executor shutdown) is one entry of the error group,
+ * keyed by its first index. If memory runs out while a failure is
+ * recorded, that index's ledger error is NULL and weft_combine_errors()
+ * answers WEFT_ENOMEM; the outcomes and the trigger are still exact.
+ *
+ * Memory: one allocation per call (header, one piece per worker, and per
+ * index an 8-byte value and a status byte), none per index; a failed or
+ * separately cancelled index adds one entry to a side table. ex keeps the
+ * block of its last large bulk gather (up to 16 MiB) for the next one,
+ * and frees it at weft_executor_destroy().
+ *
+ * Returns: WEFT_OK; WEFT_EINVAL (ex, fn or out NULL, or n above
+ * UINT32_MAX - 1); WEFT_ENOMEM (nothing was called, nothing leaked). As
+ * for the gathers, an executor that is shutting down still accepts the
+ * call, and its indices then end CANCELLED without starting. With n == 0
+ * the combined future ends SUCCEEDED at once (value 0) and fn is never
+ * called. On failure *out is NULL. opts->adopt is ignored.
+ * Thread-safety: any thread; fn and arg must stay usable until the
+ * combined future has ended.
+ * Blocking: never (the indices run on ex's workers; wait on *out).
+ * Ownership: the caller owns one reference to *out.
+ */
+WEFT_API weft_status_t weft_gather_each(weft_executor_t *ex, size_t n,
+                                        weft_each_fn_t fn, void *arg,
+                                        const weft_combine_opts_t *opts,
+                                        weft_future_t **out);
+
+/** weft_gather_each_settled(): weft_gather_each() with the rule of
+ * weft_gather_settled(): nothing is cancelled by a failure, every index
+ * runs (unless the caller cancels), and the combined future ends
+ * SUCCEEDED with the number of indices that succeeded. */
+WEFT_API weft_status_t weft_gather_each_settled(weft_executor_t *ex, size_t n,
+                                                weft_each_fn_t fn, void *arg,
+                                                const weft_combine_opts_t *opts,
+                                                weft_future_t **out);
+
 /** ---- The outcome ledger ---------------------------------------------- */
 
 /** One child's entry, as weft_combine_child() reports it. */
@@ -159,7 +242,8 @@ typedef struct weft_child_result {
     weft_value_t value;    /**< SUCCEEDED: the value; else zero */
     weft_error_t *error;   /**< FAILED: the failure; CANCELLED: the reason;
                                else NULL. Borrowed from the child. */
-    weft_future_t *future; /**< the child (borrowed) */
+    weft_future_t *future; /**< the child (borrowed); NULL for an index
+                               of a bulk gather */
 } weft_child_result_t;
 
 /**
