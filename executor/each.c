@@ -10,10 +10,10 @@
  *
  * DESIGN
  *
- * State. One block (each_block_get()): the header (struct weft__each),
+ * State. One block (weft__block_get()): the header (struct weft__each),
  * one struct each_piece per worker, values[n] and status[n]. The executor
- * keeps the block of its last large bulk gather (ex->each_spare) for the
- * next one, so a gather of 10^6 does not fault in ~2,200 fresh pages.
+ * keeps the last large block given back (ex->spare) for the next call,
+ * so a gather of 10^6 does not fault in ~2,200 fresh pages.
  *
  * Pieces. The call cuts [0, n) into one range per worker and makes one
  * task per range (weft__future_make(), borrowing the gather's token), puts
@@ -92,10 +92,6 @@
 #define EACH_STARTED 0x4u
 #define EACH_OURS 0x8u
 
-/* Blocks the executor may keep for the next bulk gather. */
-#define EACH_SPARE_MIN ((size_t)64 * 1024)
-#define EACH_SPARE_MAX ((size_t)16 * 1024 * 1024)
-
 enum {
     EK_GATHER = 1,
     EK_SETTLED = 2
@@ -143,7 +139,6 @@ struct weft__each {
     weft_executor_t *ex;
     const char *name;  /* opts->name or the combinator's */
     const char *uname; /* opts->name (NULL: none) */
-    size_t block_size;
     uint32_t npieces;
     struct each_piece *pieces;
     weft__watch_fn_t watch_fn; /* every piece node's callback slot */
@@ -179,54 +174,6 @@ static const struct weft__promise_ops each_ops = {
     each_release_op,
 };
 
-/* ---- the block and its spare ----------------------------------------- */
-
-/* A block of at least size bytes: ex's spare when it is big enough. */
-static struct weft__each *
-each_block_get(weft_executor_t *ex, size_t size, size_t *got)
-{
-    /* Take the spare. Pairs with: the fas in each_block_put() that left
-     * it (the block's contents were written before it). */
-    struct weft__each *b = weft__fas_ptr(&ex->each_spare, NULL);
-    if (b != NULL) {
-        if (b->block_size >= size) {
-            *got = b->block_size;
-            return b;
-        }
-        weft__free(b);
-    }
-    b = WEFT__ALLOC(size);
-    *got = size;
-    return b;
-}
-
-/* Give e's block back: to ex as its spare when it is a large one. */
-static void
-each_block_put(weft_executor_t *ex, struct weft__each *e)
-{
-    if (e->block_size < EACH_SPARE_MIN || e->block_size > EACH_SPARE_MAX) {
-        weft__free(e);
-        return;
-    }
-    /* Pairs with: the fas in each_block_get() (the next gather takes it,
-     * and sees block_size). */
-    struct weft__each *old = weft__fas_ptr(&ex->each_spare, e);
-    if (old != NULL) {
-        weft__free(old);
-    }
-}
-
-void
-weft__each_spare_free(weft_executor_t *ex)
-{
-    /* Pairs with: the fas in each_block_put(); every worker has stopped
-     * and the last combined future is gone. */
-    void *b = weft__fas_ptr(&ex->each_spare, NULL);
-    if (b != NULL) {
-        weft__free(b);
-    }
-}
-
 /* ---- state lifetime --------------------------------------------------- */
 
 static void
@@ -252,7 +199,7 @@ each_free(struct weft__each *e)
     }
     weft_token_release(e->token);
     pthread_mutex_destroy(&e->lock);
-    each_block_put(e->ex, e);
+    weft__block_put(e->ex, e);
 }
 
 static void
@@ -706,8 +653,7 @@ each_start(weft_executor_t *ex, uint32_t kind, size_t n, weft_each_fn_t fn,
     }
     size_t size = sizeof(struct weft__each) + np * sizeof(struct each_piece) +
                   n * (sizeof(weft_value_t) + 1);
-    size_t got = 0;
-    struct weft__each *e = each_block_get(ex, size, &got);
+    struct weft__each *e = weft__block_get(ex, size);
     if (e == NULL) {
         return WEFT_ENOMEM;
     }
@@ -718,7 +664,6 @@ each_start(weft_executor_t *ex, uint32_t kind, size_t n, weft_each_fn_t fn,
     e->arg = arg;
     e->n = n;
     e->ex = ex;
-    e->block_size = got;
     e->name = opts != NULL && opts->name != NULL
                   ? opts->name
                   : (kind == EK_GATHER ? "gather_each" : "gather_each_settled");
@@ -734,7 +679,7 @@ each_start(weft_executor_t *ex, uint32_t kind, size_t n, weft_each_fn_t fn,
     weft_status_t st = weft__combine_token(ex, opts, true, &e->token);
     if (st != WEFT_OK) {
         pthread_mutex_destroy(&e->lock);
-        each_block_put(ex, e);
+        weft__block_put(ex, e);
         return st;
     }
     /* The pieces, made but not queued. A piece that cannot be made
@@ -768,7 +713,7 @@ each_start(weft_executor_t *ex, uint32_t kind, size_t n, weft_each_fn_t fn,
         }
         weft_token_release(e->token);
         pthread_mutex_destroy(&e->lock);
-        each_block_put(ex, e);
+        weft__block_put(ex, e);
         return WEFT_ENOMEM;
     }
     weft__debug_track_combinator(e->result);

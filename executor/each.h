@@ -39,8 +39,4 @@ weft_status_t weft__each_errors(struct weft__each *e, const weft_future_t *f,
                                 weft_errgroup_t **out);
 size_t weft__each_decider(struct weft__each *e);
 
-/* Free ex's spare ledger block (executor destroy, after every worker has
- * stopped). */
-void weft__each_spare_free(weft_executor_t *ex);
-
 #endif /* WEFT_EXECUTOR_EACH_H */

@@ -148,7 +148,14 @@ weft__pool_refill(struct weft__worker *w)
         /* Debug mode keeps w's free list empty (debug.c). */
         return weft__pool_get_external(w->ex);
     }
-    struct weft_future *list = pool_take_stack(w->ex);
+    /* The spill first: it is ours, and the most recently used. */
+    struct weft_future *list = w->spill;
+    if (list != NULL) {
+        w->spill = NULL;
+        w->spill_count = 0;
+    } else {
+        list = pool_take_stack(w->ex);
+    }
     if (list == NULL) {
         struct weft_future *last;
         struct weft__slab *s = pool_slab_new(w->ex, &list, &last);
@@ -201,6 +208,84 @@ weft__pool_put_slow(struct weft_future *f)
             return;
         }
     }
+}
+
+void
+weft__pool_spill(struct weft__worker *w, struct weft_future *f)
+{
+    if (weft__debug_pool_bypass(w->ex)) {
+        /* Debug mode: every object straight to the stack (debug.c). */
+        weft__pool_put_slow(f);
+        return;
+    }
+    f->pool_next = w->spill;
+    if (w->spill == NULL) {
+        w->spill_tail = f;
+    }
+    w->spill = f;
+    if (++w->spill_count < WEFT__SPILL_BATCH) {
+        return;
+    }
+    weft_executor_t *ex = w->ex;
+    void *head = weft__load_relaxed_ptr((void *const *)&ex->free_stack);
+    for (;;) {
+        w->spill_tail->pool_next = head;
+        /*
+         * Publish the whole chain (and its links) on the stack.
+         * Pairs with: the fas in pool_take_stack().
+         */
+        if (weft__cas_value_ptr((void **)&ex->free_stack, head, w->spill,
+                                &head)) {
+            break;
+        }
+    }
+    w->spill = NULL;
+    w->spill_count = 0;
+}
+
+/* ---- large blocks and the spare --------------------------------------- */
+
+/* In front of every block of weft__block_get(); keeps malloc's alignment. */
+union block_hdr {
+    size_t size; /* usable bytes after the header */
+    max_align_t align_;
+};
+
+void *
+weft__block_get(weft_executor_t *ex, size_t size)
+{
+    union block_hdr *h = NULL;
+    if (size >= WEFT__SPARE_MIN) {
+        /* Take the spare. Pairs with: the fas in weft__block_put() that
+         * left it (its header was written before). */
+        h = weft__fas_ptr(&ex->spare, NULL);
+        if (h != NULL && h->size >= size) {
+            return h + 1;
+        }
+        weft__free(h);
+    }
+    if (size > SIZE_MAX - sizeof(*h)) {
+        return NULL;
+    }
+    h = WEFT__ALLOC(sizeof(*h) + size);
+    if (h == NULL) {
+        return NULL;
+    }
+    h->size = size;
+    return h + 1;
+}
+
+void
+weft__block_put(weft_executor_t *ex, void *block)
+{
+    union block_hdr *h = (union block_hdr *)block - 1;
+    if (h->size < WEFT__SPARE_MIN || h->size > WEFT__SPARE_MAX) {
+        weft__free(h);
+        return;
+    }
+    /* Pairs with: the fas in weft__block_get() (the next call takes it,
+     * and sees h->size). */
+    weft__free(weft__fas_ptr(&ex->spare, h));
 }
 
 /* ---- scheduling ------------------------------------------------------ */
@@ -579,7 +664,9 @@ exec_free(weft_executor_t *ex)
         weft__deque_fini(&ex->workers[i].dq);
     }
     slabs_free(ex->ext_slabs);
-    weft__each_spare_free(ex);
+    /* Pairs with: the fas in weft__block_put(); every worker has stopped
+     * and the last combined future is gone. */
+    weft__free(weft__fas_ptr(&ex->spare, NULL));
     weft__trace_exec_free(ex);
     weft__debug_fini(ex);
     pthread_mutex_destroy(&ex->ext_lock);
@@ -783,6 +870,7 @@ exec_outstanding(weft_executor_t *ex)
              f = f->pool_next) {
             free_objs++;
         }
+        free_objs += w->spill_count;
     }
     for (struct weft__slab *s = ex->ext_slabs; s != NULL; s = s->next) {
         total += WEFT__SLAB_OBJECTS;

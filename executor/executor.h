@@ -66,6 +66,11 @@ struct weft__worker {
     struct weft_future *free_list;   /* pool: owner only */
     unsigned int free_count;         /* objects received from other
                                         paths since the last refill */
+    unsigned int spill_count;        /* objects on spill */
+    struct weft_future *spill;       /* puts past WEFT__LOCAL_FREE_MAX,
+                                        bound for the free stack in
+                                        batches; owner only */
+    struct weft_future *spill_tail;
     struct weft__slab *slabs;        /* slabs this worker allocated */
     uint64_t rng;                    /* victim selection */
     pthread_t thread;
@@ -128,10 +133,10 @@ struct weft_executor {
     char name_prefix[16];
     struct weft__debug *debug;    /* debug-mode registry, or NULL when
                                      off; immutable once workers run */
-    void *each_spare;             /* fas: the ledger block of the last
-                                     large bulk gather, kept for the
-                                     next one (each.c); freed by
-                                     exec_free */
+    void *spare;                  /* fas: the last large combinator
+                                     block given back, kept for the
+                                     next one (weft__block_get());
+                                     freed by exec_free */
 };
 
 /* The worker running on this thread, or NULL. */
@@ -151,6 +156,24 @@ struct weft_future *weft__pool_refill(struct weft__worker *w);
 struct weft_future *weft__pool_get_external(weft_executor_t *ex);
 /* Push f on its executor's free stack (any thread). */
 void weft__pool_put_slow(struct weft_future *f);
+/* f to w's spill (w is f's executor's worker, the caller): pushed to the
+ * free stack WEFT__SPILL_BATCH at a time, one CAS per batch. */
+void weft__pool_spill(struct weft__worker *w, struct weft_future *f);
+#define WEFT__SPILL_BATCH 256
+
+/*
+ * Large per-call blocks (a gather's children and watch nodes, a bulk
+ * gather's ledger). weft__block_get() returns at least size bytes, aligned
+ * as malloc's, or NULL: ex's spare when one is kept and big enough, else
+ * a new allocation. weft__block_put() gives the block back; the executor
+ * keeps one block between WEFT__SPARE_MIN and WEFT__SPARE_MAX bytes for
+ * the next call, so a gather of 10^6 children does not fault in thousands
+ * of fresh pages every time. Any thread; lock-free (one fas each).
+ */
+#define WEFT__SPARE_MIN ((size_t)64 * 1024)
+#define WEFT__SPARE_MAX ((size_t)64 * 1024 * 1024)
+void *weft__block_get(weft_executor_t *ex, size_t size);
+void weft__block_put(weft_executor_t *ex, void *block);
 
 /* Take a future object for a new task. NULL on allocation failure. */
 static inline struct weft_future *
@@ -184,16 +207,17 @@ static inline void
 weft__future_reset_cold(struct weft_future *f)
 {
     /*
-     * A plain task that succeeded, with no continuation, watch, request,
-     * task token or id (no kind bit, no CONT, no COLD: see future.h), set
-     * no cold field: leave its cold lines alone.
+     * A plain task that succeeded, with no request, task token or id (no
+     * kind bit, no COLD: see future.h), set no cold field: leave its cold
+     * lines alone. Continuations and watches (CONT) need nothing here:
+     * the completer cleared both lists (future_complete()).
      * Relaxed: f is dead; its last holder or completer, which is us, saw
      * the final word.
      */
     if (__builtin_expect(weft__future_kind(f) == 0 &&
                              (weft__load_relaxed_u32(&f->state) &
-                              (WEFT__PHASE_MASK | WEFT__F_CONT |
-                               WEFT__F_COLD)) == WEFT__SUCCEEDED,
+                              (WEFT__PHASE_MASK | WEFT__F_COLD)) ==
+                                 WEFT__SUCCEEDED,
                          1)) {
         return;
     }
@@ -222,8 +246,6 @@ weft__future_reset_cold(struct weft_future *f)
         weft_error_release(f->error);
         f->error = NULL;
     }
-    f->conts = NULL;
-    f->watches = NULL;
     if (__builtin_expect(((uintptr_t)f->cancel_req | (uintptr_t)f->ttoken) !=
                              0,
                          0)) {
@@ -259,7 +281,8 @@ weft__pool_put_local(struct weft__worker *w, struct weft_future *f)
 /* Return a future object. w is the calling worker (any executor's) or
  * NULL; objects go to the caller's own pool when it belongs to f's
  * executor (at most WEFT__LOCAL_FREE_MAX received this way between two
- * refills), else to the executor-wide free stack. */
+ * refills, the rest through its spill), else to the executor-wide free
+ * stack. */
 static inline void
 weft__pool_put(struct weft__worker *w, struct weft_future *f)
 {
@@ -267,12 +290,14 @@ weft__pool_put(struct weft__worker *w, struct weft_future *f)
 #if WEFT_DEBUG >= 1
     f->fn = NULL;
 #endif
-    if (__builtin_expect(w != NULL && w->ex == f->ex &&
-                             w->free_count < WEFT__LOCAL_FREE_MAX,
-                         1)) {
-        w->free_count++;
-        f->pool_next = w->free_list;
-        w->free_list = f;
+    if (__builtin_expect(w != NULL && w->ex == f->ex, 1)) {
+        if (__builtin_expect(w->free_count < WEFT__LOCAL_FREE_MAX, 1)) {
+            w->free_count++;
+            f->pool_next = w->free_list;
+            w->free_list = f;
+            return;
+        }
+        weft__pool_spill(w, f);
         return;
     }
     weft__pool_put_slow(f);

@@ -23,8 +23,9 @@
  * No wake-up is lost. After its CAS the completer touches f only to wake
  * (a syscall on the address; if the waiter already freed f the wake is a
  * harmless spurious one, since pool memory stays mapped) and, when CONT
- * was set, to read f->conts (a queued continuation holds a reference, so f
- * is alive until the completer has scheduled it).
+ * was set, to take f->conts and f->watches and clear them (a queued
+ * continuation and a watcher each hold a reference, so f is alive until
+ * the completer has scheduled the one and run the other).
  *
  * Release vs completion: the last release sets DETACHED with a CAS unless
  * the task has ended (then it frees); the completer frees if its CAS saw
@@ -434,6 +435,17 @@ future_complete(struct weft__worker *w, struct weft_future *f, uint32_t phase)
     if (old & WEFT__F_CONT) {
         conts = f->conts;
         watches = f->watches;
+        if (((uintptr_t)conts | (uintptr_t)watches) != 0) {
+            /*
+             * Clear the lists while their lines are in cache, so the pool
+             * put need not touch them (weft__future_reset_cold). f is
+             * alive: each queued continuation and each watcher holds a
+             * reference, dropped only after the loops below; and no
+             * other thread writes the lists once the outcome is out.
+             */
+            f->conts = NULL;
+            f->watches = NULL;
+        }
     }
     if (old & WEFT__F_WAITER) {
         futex_wake_all(&f->state);
