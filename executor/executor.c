@@ -245,10 +245,11 @@ weft__pool_spill(struct weft__worker *w, struct weft_future *f)
 
 /* ---- large blocks and the spare --------------------------------------- */
 
-/* In front of every block of weft__block_get(); keeps malloc's alignment. */
+/* In front of every block of weft__block_get(); one cache line, so the
+ * block after it is line-aligned (struct weft__each asks for that). */
 union block_hdr {
     size_t size; /* usable bytes after the header */
-    max_align_t align_;
+    char line_[WEFT__CACHELINE];
 };
 
 void *
@@ -267,7 +268,7 @@ weft__block_get(weft_executor_t *ex, size_t size)
     if (size > SIZE_MAX - sizeof(*h)) {
         return NULL;
     }
-    h = WEFT__ALLOC(sizeof(*h) + size);
+    h = WEFT__ALLOC_ALIGNED(WEFT__CACHELINE, sizeof(*h) + size);
     if (h == NULL) {
         return NULL;
     }

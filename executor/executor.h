@@ -164,7 +164,7 @@ void weft__pool_spill(struct weft__worker *w, struct weft_future *f);
 /*
  * Large per-call blocks (a gather's children and watch nodes, a bulk
  * gather's ledger). weft__block_get() returns at least size bytes, aligned
- * as malloc's, or NULL: ex's spare when one is kept and big enough, else
+ * to a cache line, or NULL: ex's spare when one is kept and big enough, else
  * a new allocation. weft__block_put() gives the block back; the executor
  * keeps one block between WEFT__SPARE_MIN and WEFT__SPARE_MAX bytes for
  * the next call, so a gather of 10^6 children does not fault in thousands
@@ -200,6 +200,19 @@ weft__future_drop_token(struct weft_future *f)
         weft_token_release(f->token);
     }
     f->token = NULL;
+}
+
+/* Give up f->error: release it unless it is borrowed (future.h). The
+ * caller resets f->started. */
+static inline void
+weft__future_drop_error(struct weft_future *f)
+{
+    /* Relaxed: written by the runner before the outcome publish that the
+     * caller (f's last holder or completer) has seen. */
+    if (!(weft__load_relaxed_u32(&f->started) & WEFT__ERROR_BORROWED)) {
+        weft_error_release(f->error);
+    }
+    f->error = NULL;
 }
 
 /* Restore the free-object invariant: cold fields zero (future.h). */
@@ -243,8 +256,7 @@ weft__future_reset_cold(struct weft_future *f)
         f->line = 0;
     }
     if (__builtin_expect(f->error != NULL, 0)) {
-        weft_error_release(f->error);
-        f->error = NULL;
+        weft__future_drop_error(f);
     }
     if (__builtin_expect(((uintptr_t)f->cancel_req | (uintptr_t)f->ttoken) !=
                              0,
@@ -268,8 +280,7 @@ weft__pool_put_local(struct weft__worker *w, struct weft_future *f)
     if (__builtin_expect(((uintptr_t)f->error | (uintptr_t)f->ttoken) != 0,
                          0)) {
         if (f->error != NULL) {
-            weft_error_release(f->error);
-            f->error = NULL;
+            weft__future_drop_error(f);
         }
         weft__future_reset_cancel(f);
     }

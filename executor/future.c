@@ -330,10 +330,53 @@ weft__task_settle_error(weft_error_t **slot, struct weft_future *root,
     *slot = e; /* on ENOMEM, the static out-of-memory error */
 }
 
-/* Make f->error agree with status st (weft__task_settle_error()). */
+/*
+ * The reason of a cancellation that comes from f's borrowed token (as
+ * future_cancel_reason() would find it: no cancel request, no task token
+ * of its own), or NULL.
+ */
+static weft_error_t *
+future_borrowed_reason(struct weft_future *f)
+{
+    weft_error_t *e = NULL;
+    if (!(weft__load_relaxed_u32(&f->state) & WEFT__F_TOKEN_BORROWED) ||
+        f->token == NULL ||
+        /* Pairs with: the CAS in weft_future_cancel() that set it. */
+        weft__load_acq_ptr((void *const *)&f->cancel_req) != NULL ||
+        /* Pairs with: the CAS that installs it in weft_task_token(). */
+        weft__load_acq_ptr((void *const *)&f->ttoken) != NULL ||
+        !weft_token_is_cancelled(f->token) ||
+        weft_token_reason(f->token, &e) != WEFT_OK) {
+        return NULL;
+    }
+    return e;
+}
+
+/*
+ * Make f->error agree with status st (weft__task_settle_error()). A task
+ * cancelled through a borrowed token (a group's child, a bulk gather's
+ * piece) points at the token's reason without retaining it: the token's
+ * maker keeps the token, and so its reason, until after f is freed, and a
+ * mass cancellation then does not have every worker write the reason's
+ * reference count twice per task.
+ */
 static void
 future_finish_error(struct weft_future *f, weft_status_t st, weft_status_t why)
 {
+    if (st == WEFT_ECANCELED) {
+        weft_error_t *e = future_borrowed_reason(f);
+        if (e != NULL) {
+            if (f->error != NULL) {
+                weft__future_drop_error(f);
+            }
+            f->error = e;
+            /* Relaxed: written by the runner only (see future.h). */
+            weft__store_relaxed_u32(&f->started,
+                                    weft__load_relaxed_u32(&f->started) |
+                                        WEFT__ERROR_BORROWED);
+            return;
+        }
+    }
     weft__task_settle_error(&f->error, f, "task", st, why);
 }
 
@@ -1139,7 +1182,7 @@ weft_future_has_started(const weft_future_t *f)
      * ended future's started flag was written before its outcome. */
     (void)weft__load_acq_u32(&f->state);
     /* Relaxed: ordered by the acquire load above once f has ended. */
-    return weft__load_relaxed_u32(&f->started) != 0;
+    return (weft__load_relaxed_u32(&f->started) & WEFT__STARTED) != 0;
 }
 
 const char *

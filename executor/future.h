@@ -67,10 +67,12 @@
 #define WEFT__F_COLD 0x100u
 /*
  * TOKEN_BORROWED: f->token is not retained by f. Its maker guarantees the
- * token outlives the task's run: a group's child borrows the group's
- * token, which the group releases only after every child has ended, so a
- * mass cancellation does not have every worker write the token's
- * reference count. Set before publication; never changes.
+ * token outlives the object: a group's child borrows the group's token,
+ * which the group releases only after it has released every child (a
+ * bulk gather's pieces the same), so a mass cancellation does not have
+ * every worker write the token's reference count; and a child cancelled
+ * through it points f->error at the token's reason without a reference
+ * (WEFT__ERROR_BORROWED). Set before publication; never changes.
  */
 #define WEFT__F_TOKEN_BORROWED 0x200u
 /*
@@ -109,6 +111,10 @@
 #define WEFT__STARTED_ERROR 0x2u /* the body recorded f->error
                                     (weft_task_fail): the run path must
                                     look at it even on success */
+#define WEFT__ERROR_BORROWED 0x4u /* f->error is its borrowed token's
+                                     reason, not retained: the token's
+                                     maker keeps it alive until f is freed
+                                     (future_finish_error) */
 
 struct weft__worker;
 struct weft__watch;
@@ -173,8 +179,8 @@ struct weft_future {
                                  relaxed hint for leapfrogging */
             uint32_t started; /* WEFT__STARTED once the body was entered,
                                  | WEFT__STARTED_ERROR once it recorded
-                                 an error; written by the runner only;
-                                 relaxed */
+                                 an error, | WEFT__ERROR_BORROWED; written
+                                 by the runner only; relaxed */
         };
         uint64_t thief_started_init;
     };
@@ -397,8 +403,8 @@ void weft__future_reset_cancel(struct weft_future *f);
  * Make a task future on ex without queueing it (for groups with a
  * concurrency limit). opts as weft_spawn_ex() (its release hook is NOT
  * run on failure here). With borrow_token, opts->token is not retained
- * (WEFT__F_TOKEN_BORROWED): the caller guarantees it outlives the task's
- * end. Returns NULL when memory runs out. The caller owns the reference
+ * (WEFT__F_TOKEN_BORROWED): the caller guarantees it outlives the object
+ * (its last release). Returns NULL when memory runs out. The caller owns the reference
  * and must pass f to weft__future_submit() exactly once.
  */
 struct weft_future *weft__future_make(weft_executor_t *ex,
