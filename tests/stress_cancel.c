@@ -39,21 +39,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <weft/cancel.h>
 #include <weft/error.h>
 
 #include "primitives/alloc.h"
 #include "primitives/atomics.h"
-
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define STRESS_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define STRESS_SANITIZED 1
-#endif
-#endif
+#include "stress_common.h"
 
 #ifdef STRESS_SANITIZED
 #define DEFAULT_ROUNDS 10000
@@ -332,14 +324,8 @@ check_round(long r)
 int
 main(void)
 {
-    const char *env = getenv("WEFT_SEED");
-    seed = env != NULL ? strtoull(env, NULL, 0)
-                       : (uint64_t)time(NULL) ^ (uint64_t)clock();
-    if (seed == 0) {
-        seed = 1;
-    }
-    env = getenv("WEFT_STRESS_ROUNDS");
-    rounds = env != NULL ? atol(env) : DEFAULT_ROUNDS;
+    seed = stress_seed();
+    rounds = stress_rounds(DEFAULT_ROUNDS);
     printf("stress_cancel: seed %llu, %ld rounds, %d threads\n",
            (unsigned long long)seed, rounds, NTHREADS + 1);
     fflush(stdout);

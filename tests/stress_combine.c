@@ -54,7 +54,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <weft/cancel.h>
 #include <weft/combine.h>
@@ -66,14 +65,7 @@
 #include <weft/status.h>
 
 #include "primitives/alloc.h"
-
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define STRESS_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define STRESS_SANITIZED 1
-#endif
-#endif
+#include "stress_common.h"
 
 #ifdef STRESS_SANITIZED
 #define DEFAULT_ROUNDS 3000
@@ -896,14 +888,8 @@ run_round(weft_executor_t *ex, long round, uint64_t rs)
 int
 main(void)
 {
-    const char *env = getenv("WEFT_SEED");
-    seed = env != NULL ? strtoull(env, NULL, 0)
-                       : (uint64_t)time(NULL) ^ (uint64_t)clock();
-    if (seed == 0) {
-        seed = 1;
-    }
-    env = getenv("WEFT_STRESS_ROUNDS");
-    long rounds = env != NULL ? atol(env) : DEFAULT_ROUNDS;
+    seed = stress_seed();
+    long rounds = stress_rounds(DEFAULT_ROUNDS);
     printf("stress_combine: seed %llu, %ld rounds per executor\n",
            (unsigned long long)seed, rounds);
     fflush(stdout);
@@ -927,8 +913,7 @@ main(void)
         }
         cur_ex = ex;
         for (long r = 0; r < rounds; r++) {
-            uint64_t rs = seed ^ ((uint64_t)(r + 1) * 0x9E3779B97F4A7C15ULL) ^
-                          ((uint64_t)w << 56);
+            uint64_t rs = stress_round_seed(seed, r, w);
             if (rs == 0) {
                 rs = 1;
             }
@@ -945,12 +930,7 @@ main(void)
                     what, weft_status_name(ds));
             failed++;
         }
-        int64_t live = weft__alloc_live();
-        if (live != live0) {
-            fprintf(stderr, "FAIL %s: %lld blocks leaked (seed %llu)\n", what,
-                    (long long)(live - live0), (unsigned long long)seed);
-            failed++;
-        }
+        failed += stress_leak_check(live0, what, seed);
         printf("  %-9s done: %ld passed, %ld failed so far\n", what, passed,
                failed);
         fflush(stdout);

@@ -33,20 +33,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <weft.h>
 #include <weft/combine.h>
 
 #include "primitives/alloc.h"
-
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define STRESS_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define STRESS_SANITIZED 1
-#endif
-#endif
+#include "stress_common.h"
 
 #ifdef STRESS_SANITIZED
 #define DEFAULT_ROUNDS 200
@@ -392,14 +384,8 @@ shutdown_round(unsigned int workers, uint64_t rs)
 int
 main(void)
 {
-    const char *env = getenv("WEFT_SEED");
-    seed = env != NULL ? strtoull(env, NULL, 0)
-                       : (uint64_t)time(NULL) ^ (uint64_t)clock();
-    if (seed == 0) {
-        seed = 1;
-    }
-    env = getenv("WEFT_STRESS_ROUNDS");
-    long rounds = env != NULL ? atol(env) : DEFAULT_ROUNDS;
+    seed = stress_seed();
+    long rounds = stress_rounds(DEFAULT_ROUNDS);
     printf("stress_each: seed %llu, %ld rounds per executor\n",
            (unsigned long long)seed, rounds);
     fflush(stdout);
@@ -417,8 +403,7 @@ main(void)
         }
         for (long r = 0; r < rounds; r++) {
             unsigned long before = atomic_load(&failures);
-            uint64_t rs = seed ^ ((uint64_t)(r + 1) * 0x9E3779B97F4A7C15ull) ^
-                          ((uint64_t)w << 56);
+            uint64_t rs = stress_round_seed(seed, r, w);
             run_round(ex, rs);
             if (atomic_load(&failures) == before) {
                 passed++;
@@ -440,12 +425,7 @@ main(void)
                 failed++;
             }
         }
-        int64_t live = weft__alloc_live();
-        if (live != live0) {
-            fprintf(stderr, "FAIL: %lld blocks leaked (seed %llu)\n",
-                    (long long)(live - live0), (unsigned long long)seed);
-            failed++;
-        }
+        failed += stress_leak_check(live0, NULL, seed);
         printf("  %u workers done: %ld passed, %ld failed so far\n", workers[w],
                passed, failed);
         fflush(stdout);
