@@ -389,6 +389,47 @@ Test(group, cancel_by_call)
 }
 
 /*
+ * Children cancelled through the group's token point at its reason
+ * without a reference of their own (WEFT__ERROR_BORROWED): the reason must
+ * stay readable for as long as the group holds the children, also after
+ * the caller let go of it at once, and every reference must be dropped
+ * exactly once (the leak count in finish(); ASan's use-after-free check).
+ * Many queued children on 1 and 2 workers, so most end without running.
+ */
+Test(group, cancelled_children_share_the_reason)
+{
+    for (unsigned int nw = 1; nw <= 2; nw++) {
+        weft_executor_t *ex = ex_new(nw);
+        weft_group_t *g = group_new(ex, NULL, 0, 0);
+        enum { N = 64 };
+        struct leaf L[N];
+        for (int i = 0; i < N; i++) {
+            leaf_init(&L[i], i, L_OK, 0, i, ON_CANCEL_STOP);
+            gspawn(g, &L[i]);
+        }
+        weft_error_t *R = err_new(WEFT_EUSER + 4, "shared stop");
+        cr_assert_eq(weft_group_cancel(g, R), WEFT_OK);
+        weft_error_release(R); /* the token holds the only reference now */
+        cr_assert_eq(join_guarded(g), WEFT_ECANCELED);
+        size_t cancelled = 0;
+        for (size_t i = 0; i < N; i++) {
+            weft_child_result_t r = gchild(g, i);
+            if (r.outcome == WEFT_OUTCOME_CANCELLED) {
+                cancelled++;
+                cr_assert_not_null(r.error, "child %zu", i);
+                cr_assert_eq(weft_error_status(r.error), WEFT_EUSER + 4);
+                cr_assert_str_eq(weft_error_message(r.error), "shared stop");
+            }
+        }
+        cr_assert_gt(cancelled, 0, "no child ended cancelled");
+        cr_assert_eq(weft_group_destroy(g), WEFT_OK);
+        ex_end(ex);
+        assert_accounting(L, N);
+    }
+    finish();
+}
+
+/*
  * Children borrow the group's token (no reference of their own): the
  * group must keep it, and its parent, alive until the last child has
  * ended. Here the caller lets go of the parent token at once; running
