@@ -70,13 +70,7 @@
 #include "primitives/alloc.h"
 #include "primitives/atomics.h"
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define STRESS_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define STRESS_SANITIZED 1
-#endif
-#endif
+#include "stress_common.h" /* STRESS_SANITIZED */
 
 #ifdef STRESS_SANITIZED
 #define DEFAULT_TRIALS 1000
