@@ -902,8 +902,9 @@ node_open(struct debug_out *o, const struct weft__debug_rec *r)
             state = "pending";
         } else {
             /* Relaxed: a snapshot of "did the body start". */
-            state =
-                (weft__load_relaxed_u32(&f->started) & WEFT__STARTED) != 0 ? "running" : "queued";
+            state = (weft__load_relaxed_u32(&f->started) & WEFT__STARTED) != 0
+                        ? "running"
+                        : "queued";
         }
     }
     out_lit(o, "{");

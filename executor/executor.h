@@ -70,7 +70,7 @@ struct weft__worker {
     struct weft_future *spill;       /* puts past WEFT__LOCAL_FREE_MAX,
                                         bound for the free stack in
                                         batches; owner only */
-    struct weft_future *spill_tail;
+    struct weft_future *spill_tail;  /* its last object */
     struct weft__slab *slabs;        /* slabs this worker allocated */
     uint64_t rng;                    /* victim selection */
     pthread_t thread;
