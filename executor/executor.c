@@ -135,7 +135,7 @@ pool_take_stack(weft_executor_t *ex)
     }
     /*
      * Take the whole stack: pop-all cannot suffer ABA.
-     * Pairs with: the CAS push in weft__pool_put_slow(); acquiring the
+     * Pairs with: the CAS push in pool_push_chain(); acquiring the
      * objects' contents written before they were pushed.
      */
     return weft__fas_ptr((void **)&ex->free_stack, NULL);
@@ -193,21 +193,29 @@ weft__pool_get_external(weft_executor_t *ex)
     return f;
 }
 
-void
-weft__pool_put_slow(struct weft_future *f)
+/* Push the chain first..last (linked by pool_next) on ex's free stack. */
+static void
+pool_push_chain(weft_executor_t *ex, struct weft_future *first,
+                struct weft_future *last)
 {
-    weft_executor_t *ex = f->ex;
     void *head = weft__load_relaxed_ptr((void *const *)&ex->free_stack);
     for (;;) {
-        f->pool_next = head;
+        last->pool_next = head;
         /*
-         * Publish f (and its f->pool_next) on the stack.
+         * Publish the chain (and its links) on the stack.
          * Pairs with: the fas in pool_take_stack().
          */
-        if (weft__cas_value_ptr((void **)&ex->free_stack, head, f, &head)) {
+        if (weft__cas_value_ptr((void **)&ex->free_stack, head, first,
+                                &head)) {
             return;
         }
     }
+}
+
+void
+weft__pool_put_slow(struct weft_future *f)
+{
+    pool_push_chain(f->ex, f, f);
 }
 
 void
@@ -226,19 +234,7 @@ weft__pool_spill(struct weft__worker *w, struct weft_future *f)
     if (++w->spill_count < WEFT__SPILL_BATCH) {
         return;
     }
-    weft_executor_t *ex = w->ex;
-    void *head = weft__load_relaxed_ptr((void *const *)&ex->free_stack);
-    for (;;) {
-        w->spill_tail->pool_next = head;
-        /*
-         * Publish the whole chain (and its links) on the stack.
-         * Pairs with: the fas in pool_take_stack().
-         */
-        if (weft__cas_value_ptr((void **)&ex->free_stack, head, w->spill,
-                                &head)) {
-            break;
-        }
-    }
+    pool_push_chain(w->ex, w->spill, w->spill_tail);
     w->spill = NULL;
     w->spill_count = 0;
 }
@@ -879,7 +875,7 @@ exec_outstanding(weft_executor_t *ex)
     for (struct weft_future *f = ex->ext_free; f != NULL; f = f->pool_next) {
         free_objs++;
     }
-    /* Pairs with: the CAS push in weft__pool_put_slow(). */
+    /* Pairs with: the CAS push in pool_push_chain(). */
     for (struct weft_future *f =
              weft__load_acq_ptr((void *const *)&ex->free_stack);
          f != NULL; f = f->pool_next) {

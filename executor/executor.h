@@ -202,8 +202,8 @@ weft__future_drop_token(struct weft_future *f)
     f->token = NULL;
 }
 
-/* Give up f->error: release it unless it is borrowed (future.h). The
- * caller resets f->started. */
+/* Give up f->error: release it unless it is borrowed (future.h). Leaves
+ * f->started (and so the BORROWED bit) to the caller. */
 static inline void
 weft__future_drop_error(struct weft_future *f)
 {
