@@ -205,8 +205,7 @@ pool_push_chain(weft_executor_t *ex, struct weft_future *first,
          * Publish the chain (and its links) on the stack.
          * Pairs with: the fas in pool_take_stack().
          */
-        if (weft__cas_value_ptr((void **)&ex->free_stack, head, first,
-                                &head)) {
+        if (weft__cas_value_ptr((void **)&ex->free_stack, head, first, &head)) {
             return;
         }
     }
