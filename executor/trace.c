@@ -69,8 +69,10 @@
 #include "primitives/alloc.h"
 #include "primitives/clock.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -644,10 +646,24 @@ weft__trace_exec_stopped(weft_executor_t *ex)
     if (s->recording) {
         (void)trace_stop(ex);
     }
+    /* No caller to return a status to: a file that cannot be written is
+     * reported on stderr, with the reason, and the destroy goes on. */
+    int err = 0;
     FILE *fp = fopen(s->path, "w");
-    if (fp != NULL) {
-        (void)trace_json(ex, s, fp);
-        (void)fclose(fp);
+    if (fp == NULL) {
+        err = errno;
+    } else {
+        errno = 0;
+        if (trace_json(ex, s, fp) != WEFT_OK) {
+            err = errno != 0 ? errno : EIO;
+        }
+        if (fclose(fp) != 0 && err == 0) {
+            err = errno != 0 ? errno : EIO;
+        }
+    }
+    if (err != 0) {
+        fprintf(stderr, "weft: WEFT_TRACE: cannot write the trace to %s: %s\n",
+                s->path, strerror(err));
     }
     s->path = NULL; /* written once, even if destroy is called again */
 }

@@ -12,6 +12,7 @@
 
 #include <criterion/criterion.h>
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -967,4 +968,62 @@ Test(trace, a_bad_events_variable_falls_back_to_the_default)
     trace_free(&t);
     unlink(path);
     rmdir(dir);
+}
+
+/*
+ * Destroy with WEFT_TRACE set to path, stderr sent to a scratch file;
+ * returns what destroy wrote there (static buffer).
+ */
+static const char *
+destroy_capturing_stderr(const char *path)
+{
+    static char out[512];
+    char errtmpl[] = "/tmp/weft-trace-stderr-XXXXXX";
+    int fd = mkstemp(errtmpl);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(setenv("WEFT_TRACE", path, 1), 0);
+    weft_executor_t *ex = make_executor(1);
+    unsetenv("WEFT_TRACE");
+    cr_assert_eq(weft_executor_run(ex, ok_task, NULL, NULL), WEFT_OK);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    cr_assert_geq(saved, 0);
+    cr_assert_geq(dup2(fd, STDERR_FILENO), 0);
+    weft_status_t st = weft_executor_destroy(ex);
+    fflush(stderr);
+    cr_assert_geq(dup2(saved, STDERR_FILENO), 0);
+    close(saved);
+    cr_assert_eq(st, WEFT_OK, "a trace that cannot be written fails nothing");
+    ssize_t n = pread(fd, out, sizeof(out) - 1, 0);
+    cr_assert_geq(n, 0);
+    out[n] = '\0';
+    close(fd);
+    unlink(errtmpl);
+    return out;
+}
+
+Test(trace, an_unwritable_trace_file_is_reported_on_stderr)
+{
+    char dir[] = "/tmp/weft-trace-gone-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_eq(rmdir(dir), 0);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/run.json", dir); /* no such directory */
+    char want[256];
+    snprintf(want, sizeof(want),
+             "weft: WEFT_TRACE: cannot write the trace to %s: %s\n", path,
+             strerror(ENOENT));
+    cr_assert_str_eq(destroy_capturing_stderr(path), want);
+    cr_assert_neq(access(dir, F_OK), 0, "nothing was created");
+}
+
+Test(trace, a_trace_file_on_a_full_device_is_reported_on_stderr)
+{
+    /* Linux's device that accepts the open and fails every write. */
+    cr_assert_eq(access("/dev/full", W_OK), 0);
+    char want[256];
+    snprintf(want, sizeof(want),
+             "weft: WEFT_TRACE: cannot write the trace to /dev/full: %s\n",
+             strerror(ENOSPC));
+    cr_assert_str_eq(destroy_capturing_stderr("/dev/full"), want);
 }

@@ -163,7 +163,9 @@ WEFT_API weft_status_t weft_executor_shutdown(weft_executor_t *ex,
  * frees nothing; release them and call destroy again. A trace begun
  * through WEFT_TRACE is ended and written to its file once the workers
  * have been joined (once, even if destroy is called again; a file that
- * cannot be written is not reported).
+ * cannot be written is reported with one line on stderr, "weft:
+ * WEFT_TRACE: cannot write the trace to PATH: REASON", and the destroy
+ * goes on).
  * In debug mode (debug_tasks), each call that gets past the shutdown hands
  * the report (weft/debug.h), when it has an entry, to on_debug_report (or
  * stderr, see there) before it checks for held futures, so a WEFT_EBUSY

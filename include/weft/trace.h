@@ -27,8 +27,9 @@
  * a trace on the new executor (WEFT_TRACE_EVENTS events per worker, or
  * WEFT_TRACE_DEFAULT_EVENTS when that variable is unset or not a number in
  * 1..WEFT_TRACE_MAX_EVENTS), and weft_executor_destroy() ends it and
- * writes it to that file. Each `%p` in the file name is replaced by the
- * process id. With several executors in one process each one writes the
+ * writes it to that file (a file that cannot be written is reported on
+ * stderr, see weft_executor_destroy()). Each `%p` in the file name is
+ * replaced by the process id. With several executors in one process each one writes the
  * same file in turn; use the functions below to keep their traces apart.
  *
  * Cost: while no trace records, a task execution pays one load of a
