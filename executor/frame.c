@@ -129,9 +129,11 @@ frame_settle(struct weft__frame *fr, weft_status_t st, weft_status_t why)
 /*
  * Every run but the join's fast path: the body, or a cancellation when
  * the executor is cancelling (or w is NULL), then the settled outcome.
+ * traced: a run off its join (weft__frame_run()), which a recording trace
+ * shows as an event of its own.
  */
 static weft_status_t
-frame_execute(struct weft__worker *w, struct weft__frame *fr)
+frame_execute(struct weft__worker *w, struct weft__frame *fr, bool traced)
 {
     weft_status_t st;
     weft_status_t why = WEFT_OK;
@@ -144,7 +146,9 @@ frame_execute(struct weft__worker *w, struct weft__frame *fr)
     } else {
         /* Relaxed: informational, like a future's. */
         weft__store_relaxed_u32(&fr->started, 1);
-        st = fr->fn((weft_task_t *)fr, fr->arg, &fr->value);
+        /* Its own join's run is part of the forking task's span. */
+        st = traced ? weft__trace_frame(&w->trace, fr)
+                    : fr->fn((weft_task_t *)fr, fr->arg, &fr->value);
     }
     frame_settle(fr, st, why);
     return st;
@@ -165,7 +169,7 @@ weft__frame_run(struct weft__worker *w, struct weft_future *f)
          */
         fr->slot = WEFT__FRAME_SLOT_RAN;
     }
-    weft_status_t st = frame_execute(w, fr);
+    weft_status_t st = frame_execute(w, fr, true);
     /*
      * Publish the outcome (value, status, error written above) and learn
      * whether the joiner parked. After this exchange fr may be gone.
@@ -281,7 +285,7 @@ static weft_status_t
 frame_run_inline(struct weft__worker *w, struct weft__frame *fr,
                  weft_value_t *value, weft_error_t **err)
 {
-    (void)frame_execute(w, fr);
+    (void)frame_execute(w, fr, false);
     return frame_deliver(fr, value, err);
 }
 

@@ -89,6 +89,7 @@ struct weft__trace_event {
     int32_t line;
     uint8_t outcome; /* WEFT__SUCCEEDED, WEFT__FAILED or WEFT__CANCELLED */
     uint8_t ran;     /* the body ran */
+    uint8_t frame;   /* a fork-join frame: id is its enclosing task's */
 };
 
 _Static_assert(sizeof(struct weft__trace_event) == 64,
@@ -180,35 +181,52 @@ lane_set(struct weft__trace_lane *lane, struct weft__trace_buf *b)
     lane_unlock(lane);
 }
 
-/* Append one event for f; the caller holds the lane lock. */
-static void
-lane_append(struct weft__trace_lane *lane, const struct weft_future *f,
-            uint64_t id, uint64_t t0, uint64_t t1, weft_status_t st, bool ran)
+/*
+ * The next event of lane, with its times, id, fn and outcome filled in
+ * and the rest zeroed; NULL when the trace ended (or the buffer is full:
+ * counted as dropped). The caller holds the lane lock.
+ */
+static struct weft__trace_event *
+lane_next(struct weft__trace_lane *lane, weft_fn_t fn, uint64_t id, uint64_t t0,
+          uint64_t t1, weft_status_t st, bool ran)
 {
     /* Relaxed: read under the lane lock (see lane_set()). */
     struct weft__trace_buf *b =
         weft__load_relaxed_ptr((void *const *)&lane->buf);
     if (b == NULL) {
-        return; /* the trace ended between the hint and the lock */
+        return NULL; /* the trace ended between the hint and the lock */
     }
     if (b->len == b->cap) {
         b->dropped++;
-        return;
+        return NULL;
     }
     struct weft__trace_event *e = &b->ev[b->len++];
     /* A span that began before the trace did is clipped to its start. */
     uint64_t start = t0 > b->t_begin ? t0 : b->t_begin;
-    e->start_ns = start - b->t_begin;
-    e->dur_ns = t1 > start ? t1 - start : 0;
-    e->id = id;
-    e->fn = f->fn;
-    /* Cold fields are NULL/0 when unset (the free-object invariant). */
-    e->name = f->name;
-    e->file = f->file;
-    e->func = f->func;
-    e->line = f->line;
-    e->outcome = (uint8_t)weft__phase_of_status(st);
-    e->ran = ran;
+    *e = (struct weft__trace_event){
+        .start_ns = start - b->t_begin,
+        .dur_ns = t1 > start ? t1 - start : 0,
+        .id = id,
+        .fn = fn,
+        .outcome = (uint8_t)weft__phase_of_status(st),
+        .ran = ran,
+    };
+    return e;
+}
+
+/* Append one event for task f; the caller holds the lane lock. */
+static void
+lane_append(struct weft__trace_lane *lane, const struct weft_future *f,
+            uint64_t id, uint64_t t0, uint64_t t1, weft_status_t st, bool ran)
+{
+    struct weft__trace_event *e = lane_next(lane, f->fn, id, t0, t1, st, ran);
+    if (e != NULL) {
+        /* Cold fields are NULL/0 when unset (the free-object invariant). */
+        e->name = f->name;
+        e->file = f->file;
+        e->func = f->func;
+        e->line = f->line;
+    }
 }
 
 weft_status_t
@@ -224,6 +242,26 @@ weft__trace_body_slow(struct weft__trace_lane *lane, struct weft_future *f)
         lane_unlock(lane);
     }
     /* else begin or end holds the lane: the event is outside the trace. */
+    return st;
+}
+
+weft_status_t
+weft__trace_frame_slow(struct weft__trace_lane *lane, struct weft__frame *fr)
+{
+    uint64_t t0 = weft__clock_now_ns();
+    weft_status_t st = fr->fn((weft_task_t *)fr, fr->arg, &fr->value);
+    uint64_t t1 = weft__clock_now_ns();
+    /* A frame has no id of its own (no cold fields): its enclosing
+     * task's, assigned (one faa) outside the lane lock the first time. */
+    uint64_t id = weft_future_id(weft__frame_root(fr));
+    if (lane_try_lock(lane)) {
+        struct weft__trace_event *e =
+            lane_next(lane, fr->fn, id, t0, t1, st, true);
+        if (e != NULL) {
+            e->frame = 1;
+        }
+        lane_unlock(lane);
+    }
     return st;
 }
 
@@ -422,11 +460,10 @@ json_event(FILE *out, long pid, unsigned int tid,
     if (e->name != NULL) {
         json_string(out, e->name);
     } else {
-        fprintf(out, "\"task@%s\"", fn);
+        fprintf(out, "\"%s@%s\"", e->frame ? "frame" : "task", fn);
     }
-    fprintf(out,
-            ",\"cat\":\"task\",\"ph\":\"X\",\"pid\":%ld,\"tid\":%u,\"ts\":",
-            pid, tid);
+    fprintf(out, ",\"cat\":\"%s\",\"ph\":\"X\",\"pid\":%ld,\"tid\":%u,\"ts\":",
+            e->frame ? "frame" : "task", pid, tid);
     json_us(out, e->start_ns);
     fputs(",\"dur\":", out);
     json_us(out, e->dur_ns);

@@ -76,6 +76,25 @@ weft__trace_body(struct weft__trace_lane *lane, struct weft_future *f)
  * load when no trace records: for cold paths only.
  * Thread-safety: any thread. Blocking: a short spin on the outside lane.
  */
+weft_status_t weft__trace_frame_slow(struct weft__trace_lane *lane,
+                                     struct weft__frame *fr);
+
+/*
+ * Run frame fr's body on lane's worker, as an event when a trace records
+ * (a frame run off its join's inline path: stolen, or popped by a helping
+ * wait or another join). Same cost as weft__trace_body() while none does.
+ */
+static inline weft_status_t
+weft__trace_frame(struct weft__trace_lane *lane, struct weft__frame *fr)
+{
+    /* Relaxed: a hint, as in weft__trace_body(). */
+    if (__builtin_expect(
+            weft__load_relaxed_ptr((void *const *)&lane->buf) == NULL, 1)) {
+        return fr->fn((weft_task_t *)fr, fr->arg, &fr->value);
+    }
+    return weft__trace_frame_slow(lane, fr);
+}
+
 void weft__trace_ended_unrun(struct weft__worker *w, struct weft_future *f);
 
 /*

@@ -404,6 +404,7 @@ jns(const struct jv *o, const char *key)
 
 struct span {
     const char *name;
+    const char *cat; /* "task" or "frame" */
     const char *outcome;
     unsigned int tid;
     uint64_t id;
@@ -468,6 +469,9 @@ trace_parse(struct trace *t, const char *text)
         struct span *s = &t->spans[t->nspans++];
         s->name = jstr(e, "name");
         cr_assert_not_null(s->name);
+        s->cat = jstr(e, "cat");
+        cr_assert(s->cat != NULL && (strcmp(s->cat, "task") == 0 ||
+                                     strcmp(s->cat, "frame") == 0));
         s->tid = (unsigned int)tid;
         s->ts_ns = jns(e, "ts");
         s->dur_ns = jns(e, "dur");
@@ -806,6 +810,80 @@ Test(trace, fork_join_children_nest_inside_their_parent)
         cr_assert_leq(s->ts_ns + s->dur_ns, r->ts_ns + r->dur_ns);
     }
     cr_assert_eq(&t.spans[0], r, "a lane lists the enclosing span first");
+    trace_free(&t);
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+}
+
+static weft_status_t
+frame_a_task(weft_task_t *self, void *arg, weft_value_t *out)
+{
+    (void)self;
+    (void)arg;
+    out->i64 = 1;
+    return WEFT_OK;
+}
+
+static weft_status_t
+frame_b_task(weft_task_t *self, void *arg, weft_value_t *out)
+{
+    (void)self;
+    (void)arg;
+    out->i64 = 2;
+    return WEFT_OK;
+}
+
+/* Forks A, B and C; joins C (inline), then A before B: A's join pops B
+ * down and runs it on the frame run path, then runs A inline. */
+static weft_status_t
+frames_out_of_order_root(weft_task_t *self, void *arg, weft_value_t *out)
+{
+    (void)arg;
+    weft_frame_t a, b, c;
+    weft_value_t va, vb, vc;
+    cr_assert_eq(weft_frame_fork(self, &a, frame_a_task, NULL), WEFT_OK);
+    cr_assert_eq(weft_frame_fork(self, &b, frame_b_task, NULL), WEFT_OK);
+    cr_assert_eq(weft_frame_fork(self, &c, frame_a_task, NULL), WEFT_OK);
+    cr_assert_eq(weft_frame_join(&c, &vc, NULL), WEFT_OK);
+    cr_assert_eq(weft_frame_join(&a, &va, NULL), WEFT_OK);
+    cr_assert_eq(weft_frame_join(&b, &vb, NULL), WEFT_OK);
+    out->i64 = va.i64 * 100 + vb.i64 * 10 + vc.i64;
+    return WEFT_OK;
+}
+
+Test(trace, a_frame_run_off_its_join_is_an_event_of_its_task)
+{
+    weft_executor_t *ex = make_executor(1);
+    cr_assert_eq(weft_executor_trace_begin(ex, 64), WEFT_OK);
+    weft_spawn_opts_t o = {.name = "forker"};
+    weft_future_t *f = NULL;
+    cr_assert_eq(weft_spawn_ex(ex, &o, frames_out_of_order_root, NULL, &f),
+                 WEFT_OK);
+    weft_value_t v;
+    cr_assert_eq(weft_join(f, &v), WEFT_OK);
+    cr_assert_eq(v.i64, 121);
+    cr_assert_eq(weft_executor_trace_end(ex), WEFT_OK);
+
+    struct trace t;
+    trace_read(ex, &t);
+    const struct span *r = NULL;
+    cr_assert_eq(spans_named(&t, "forker", &r), 1);
+    cr_assert_str_eq(r->cat, "task");
+    char b_name[64];
+    snprintf(b_name, sizeof(b_name), "frame@0x%" PRIxPTR,
+             (uintptr_t)frame_b_task);
+    const struct span *fb = NULL;
+    cr_assert_eq(spans_named(&t, b_name, &fb), 1,
+                 "B, popped down by A's join: %s", b_name);
+    cr_assert_eq(t.nspans, 2, "frames joined inline (A, C) are not events");
+    cr_assert_str_eq(fb->cat, "frame");
+    cr_assert_eq(fb->id, r->id, "a frame carries its enclosing task's id");
+    cr_assert_neq(fb->id, 0);
+    cr_assert_str_eq(fb->outcome, "succeeded");
+    cr_assert(fb->ran);
+    cr_assert_null(fb->site);
+    cr_assert_eq(fb->tid, 0);
+    cr_assert_geq(fb->ts_ns, r->ts_ns, "inside the task that forked it");
+    cr_assert_leq(fb->ts_ns + fb->dur_ns, r->ts_ns + r->dur_ns);
     trace_free(&t);
     cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
 }

@@ -14,6 +14,14 @@
  * other tasks while it waits (weft_join() and weft_future_wait() help)
  * contains their events on its own lane, so lanes show nesting.
  *
+ * Fork-join frames (weft/frame.h): a frame that runs anywhere but in its
+ * own join (taken by a thief, or popped by a helping wait or by the join
+ * of an older frame) is an event too, with "cat":"frame" (tasks have
+ * "cat":"task"), named "frame@<fn address>", and with the id of the task
+ * that forked it (frames have no id, name or site of their own). A frame
+ * that its own join runs is part of the forking task's span and is not
+ * recorded: that is the fork-join fast path, and it stays untouched.
+ *
  * weft_executor_trace_write() renders a finished trace in the JSON object
  * format of the Trace Event Format, which speedscope, chrome://tracing and
  * Perfetto open offline: one thread per lane (tid = worker index; the
