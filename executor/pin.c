@@ -28,7 +28,8 @@
  *    than (physical_package_id, core_id) pairs, which repeat across the
  *    clusters of some ARM packages. A CPU whose list cannot be read is a
  *    core of its own, so with sysfs unreadable every allowed CPU is one
- *    core. The names are read once per process into pin_rep[], with
+ *    core (tests/test_embedding.c checks both on made-up directories,
+ *    through weft__pin_set_sysfs_root()). The names are read once per process into pin_rep[], with
  *    open() and read(), so no memory is allocated at all. Cores are
  *    ordered by their lowest allowed CPU. Masks are cpu_set_t
  *    (CPU_SETSIZE CPUs): on a machine whose masks do not fit, reading the
@@ -121,6 +122,13 @@ out:
     hwloc_bitmap_free(target);
 }
 
+bool
+weft__pin_set_sysfs_root(const char *dir)
+{
+    (void)dir;
+    return false;
+}
+
 #elif defined(__linux__)
 
 #include <errno.h>
@@ -137,15 +145,26 @@ static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
 /* Each CPU's core, named by the lowest-numbered CPU among its SMT
  * siblings; the CPU itself when its siblings are unknown. */
 static uint16_t pin_rep[CPU_SETSIZE]; /* invariant 1 */
+/* Where the topology files are; only tests change it, before the load. */
+static const char *pin_sysfs = "/sys/devices/system/cpu";
+
+bool
+weft__pin_set_sysfs_root(const char *dir)
+{
+    pin_sysfs = dir;
+    return true;
+}
 
 /* The leading integer of a topology file of cpu (for a CPU list, its
  * first and lowest CPU); false if missing or malformed. */
 static bool
 pin_read_id(int cpu, const char *leaf, long *out)
 {
-    char path[96];
-    snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d/topology/%s",
-             cpu, leaf);
+    char path[256];
+    if ((size_t)snprintf(path, sizeof(path), "%s/cpu%d/topology/%s", pin_sysfs,
+                         cpu, leaf) >= sizeof(path)) {
+        return false;
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         return false;
@@ -234,6 +253,13 @@ weft__pin_self(unsigned int index)
 }
 
 #else /* neither hwloc nor Linux */
+
+bool
+weft__pin_set_sysfs_root(const char *dir)
+{
+    (void)dir;
+    return false;
+}
 
 weft_status_t
 weft__pin_check(void)

@@ -11,6 +11,8 @@
 
 #include <weft/status.h>
 
+#include <stdbool.h>
+
 /*
  * Whether pinning can work in this process: the first call loads the
  * machine's topology (once per process).
@@ -33,5 +35,16 @@ weft_status_t weft__pin_check(void);
  * Blocking: one sched_setaffinity system call.
  */
 void weft__pin_self(unsigned int index);
+
+/*
+ * Tests only: read the CPUs' topology from dir (laid out like
+ * /sys/devices/system/cpu: cpuN/topology/thread_siblings_list) instead
+ * of sysfs. Takes effect only before the process's first
+ * weft__pin_check(); dir must stay valid until then.
+ * Returns: true; false when this build does not read sysfs (hwloc, or a
+ * system other than Linux), and nothing changes.
+ * Thread-safety: one thread, before any executor pins.
+ */
+bool weft__pin_set_sysfs_root(const char *dir);
 
 #endif /* WEFT_EXECUTOR_PIN_H */

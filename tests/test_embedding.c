@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -234,15 +235,18 @@ pin_probe(weft_task_t *self, void *arg, weft_value_t *out)
     return WEFT_OK;
 }
 
+/* Where pin_cpu_core() reads the topology: sysfs, or a test's copy
+ * (weft__pin_set_sysfs_root()). */
+static const char *pin_root = "/sys/devices/system/cpu";
+
 /* The first (lowest) CPU of cpu's SMT siblings from sysfs, which names
  * its core; cpu itself when unreadable. */
 static long
 pin_cpu_core(int cpu)
 {
-    char path[96];
-    snprintf(path, sizeof(path),
-             "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list",
-             cpu);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/cpu%d/topology/thread_siblings_list",
+             pin_root, cpu);
     FILE *fp = fopen(path, "r");
     long first = cpu;
     if (fp != NULL) {
@@ -300,7 +304,13 @@ pin_core_of(const cpu_set_t *mask, const cpu_set_t *cores, int n)
     return -1;
 }
 
-Test(embedding, pin_workers_binds_each_worker_to_one_core_round_robin)
+/*
+ * Create a pinned executor with one more worker than the creator's
+ * allowed CPUs form cores (as pin_cores() reads them), and check that
+ * each worker is bound to exactly one core's allowed CPUs, round robin.
+ */
+static void
+pin_check_round_robin(void)
 {
     static struct pin_seen s;
     static cpu_set_t cores[CPU_SETSIZE];
@@ -365,6 +375,92 @@ Test(embedding, pin_workers_binds_each_worker_to_one_core_round_robin)
     cr_assert(CPU_EQUAL(&s.task_mask, &s.worker[s.task_worker]),
               "a task runs with its worker's binding");
     cr_assert_geq(pin_core_of(&s.task_mask, cores, ncores), 0);
+}
+
+Test(embedding, pin_workers_binds_each_worker_to_one_core_round_robin)
+{
+    pin_check_round_robin();
+}
+
+/*
+ * The sysfs backend on made-up topologies. Points the backend at a new
+ * directory dir, whose files the caller writes before anything pins (the
+ * first weft__pin_check() reads them); false in a build that does not
+ * read sysfs (hwloc), where the cores come from hwloc and the test above
+ * covers them.
+ */
+static bool
+pin_use_root(char *dir)
+{
+    cr_assert_not_null(mkdtemp(dir));
+    /* The load comes later: pin_check_round_robin()'s weft__pin_check(). */
+    return weft__pin_set_sysfs_root(dir);
+}
+
+Test(embedding, pin_workers_takes_every_cpu_as_a_core_when_sysfs_is_unreadable)
+{
+    char dir[] = "/tmp/weft-pin-none-XXXXXX";
+    if (!pin_use_root(dir)) {
+        cr_assert_eq(rmdir(dir), 0);
+        return;
+    }
+    pin_root = dir; /* empty: no CPU's siblings can be read */
+    cpu_set_t allowed;
+    static cpu_set_t cores[CPU_SETSIZE];
+    cr_assert_eq(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+    cr_assert_eq(pin_cores(&allowed, cores, CPU_SETSIZE), CPU_COUNT(&allowed),
+                 "every allowed CPU is a core");
+    pin_check_round_robin();
+    cr_assert_eq(rmdir(dir), 0);
+}
+
+Test(embedding, pin_workers_keeps_smt_siblings_together_as_sysfs_lists_them)
+{
+    char dir[] = "/tmp/weft-pin-smt-XXXXXX";
+    if (!pin_use_root(dir)) {
+        cr_assert_eq(rmdir(dir), 0);
+        return;
+    }
+    /* A made-up machine: every allowed CPU lists the lowest allowed one
+     * first among its siblings, so all of them form a single core. */
+    cpu_set_t allowed;
+    cr_assert_eq(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+    int lowest = -1;
+    static char path[CPU_SETSIZE][256];
+    int made = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed)) {
+            continue;
+        }
+        if (lowest < 0) {
+            lowest = cpu;
+        }
+        char d[128];
+        snprintf(d, sizeof(d), "%s/cpu%d", dir, cpu);
+        cr_assert_eq(mkdir(d, 0700), 0);
+        snprintf(d, sizeof(d), "%s/cpu%d/topology", dir, cpu);
+        cr_assert_eq(mkdir(d, 0700), 0);
+        snprintf(path[made], sizeof(path[made]), "%s/thread_siblings_list", d);
+        FILE *fp = fopen(path[made++], "w");
+        cr_assert_not_null(fp);
+        fprintf(fp, "%d,%d\n", lowest, cpu);
+        cr_assert_eq(fclose(fp), 0);
+    }
+    pin_root = dir;
+    static cpu_set_t cores[CPU_SETSIZE];
+    cr_assert_eq(pin_cores(&allowed, cores, CPU_SETSIZE), 1, "one core");
+    cr_assert(CPU_EQUAL(&cores[0], &allowed));
+    pin_check_round_robin(); /* every worker gets every allowed CPU */
+    for (int i = made - 1; i >= 0; i--) {
+        char d[256];
+        cr_assert_eq(unlink(path[i]), 0);
+        snprintf(d, sizeof(d), "%s", path[i]);
+        *strrchr(d, '/') = '\0';
+        cr_assert_eq(rmdir(d), 0); /* topology */
+        *strrchr(d, '/') = '\0';
+        cr_assert_eq(rmdir(d), 0); /* cpuN */
+    }
+    cr_assert_eq(rmdir(dir), 0);
 }
 
 /* Creates a pinned executor from a thread narrowed to one allowed CPU. */
