@@ -225,14 +225,12 @@ weft__pool_spill(struct weft__worker *w, struct weft_future *f)
         weft__pool_put_slow(f);
         return;
     }
-    f->pool_next = w->spill;
-    if (w->spill == NULL) {
-        w->spill_tail = f;
-    }
-    w->spill = f;
-    if (++w->spill_count < WEFT__SPILL_BATCH) {
-        return;
-    }
+    weft__pool_spill_add(w, f);
+}
+
+void
+weft__pool_spill_flush(struct weft__worker *w)
+{
     pool_push_chain(w->ex, w->spill, w->spill_tail);
     w->spill = NULL;
     w->spill_count = 0;

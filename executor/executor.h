@@ -64,8 +64,10 @@ struct weft__worker {
     uint32_t cancelling;             /* copy of "run_state == CANCELLING",
                                         set by shutdown; relaxed */
     struct weft_future *free_list;   /* pool: owner only */
-    unsigned int free_count;         /* objects received from other
-                                        paths since the last refill */
+    unsigned int free_count;         /* what the free list gained
+                                        since the last refill: puts
+                                        minus gets, floored at 0; puts
+                                        past WEFT__LOCAL_FREE_MAX spill */
     unsigned int spill_count;        /* objects on spill */
     struct weft_future *spill;       /* puts past WEFT__LOCAL_FREE_MAX,
                                         bound for the free stack in
@@ -157,9 +159,12 @@ struct weft_future *weft__pool_get_external(weft_executor_t *ex);
 /* Push f on its executor's free stack (any thread). */
 void weft__pool_put_slow(struct weft_future *f);
 /* f to w's spill (w is f's executor's worker, the caller): pushed to the
- * free stack WEFT__SPILL_BATCH at a time, one CAS per batch. */
+ * free stack WEFT__SPILL_BATCH at a time, one CAS per batch. Debug mode
+ * sends it to the stack at once (debug.c). */
 void weft__pool_spill(struct weft__worker *w, struct weft_future *f);
 #define WEFT__SPILL_BATCH 256
+/* Push w's full spill on the free stack (weft__pool_spill_add()). */
+void weft__pool_spill_flush(struct weft__worker *w);
 
 /*
  * Large per-call blocks (a gather's children and watch nodes, a bulk
@@ -184,6 +189,7 @@ weft__pool_get(struct weft__worker *w)
         return weft__pool_refill(w);
     }
     w->free_list = f->pool_next;
+    w->free_count -= w->free_count != 0;
     return f;
 }
 
@@ -267,6 +273,20 @@ weft__future_reset_cold(struct weft_future *f)
     f->started = 0;
 }
 
+/* f to w's spill, inline (weft__pool_spill() without the debug test). */
+static inline void
+weft__pool_spill_add(struct weft__worker *w, struct weft_future *f)
+{
+    f->pool_next = w->spill;
+    if (w->spill == NULL) {
+        w->spill_tail = f;
+    }
+    w->spill = f;
+    if (__builtin_expect(++w->spill_count >= WEFT__SPILL_BATCH, 0)) {
+        weft__pool_spill_flush(w);
+    }
+}
+
 /* Return an object to the calling worker's own list: the inline join
  * path, where w spawned f, and f has only hot fields in use. */
 static inline void
@@ -285,15 +305,24 @@ weft__pool_put_local(struct weft__worker *w, struct weft_future *f)
         weft__future_reset_cancel(f);
     }
     f->id = 0;
+    /* Bounded like weft__pool_put(): a worker that joins what another
+     * worker's pool will need (a fan-out whose spawner changes from one
+     * run to the next) does not hoard it. No debug-mode object gets here
+     * (debug.c), so the spill is the plain one. */
+    if (__builtin_expect(w->free_count >= WEFT__LOCAL_FREE_MAX, 0)) {
+        weft__pool_spill_add(w, f);
+        return;
+    }
+    w->free_count++;
     f->pool_next = w->free_list;
     w->free_list = f;
 }
 
 /* Return a future object. w is the calling worker (any executor's) or
  * NULL; objects go to the caller's own pool when it belongs to f's
- * executor (at most WEFT__LOCAL_FREE_MAX received this way between two
- * refills, the rest through its spill), else to the executor-wide free
- * stack. */
+ * executor (while its list has gained fewer than WEFT__LOCAL_FREE_MAX
+ * since the last refill; the rest through its spill), else to the
+ * executor-wide free stack. */
 static inline void
 weft__pool_put(struct weft__worker *w, struct weft_future *f)
 {

@@ -652,6 +652,7 @@ weft_spawn(weft_executor_t *ex, weft_fn_t fn, void *arg, weft_future_t **out)
     }
     /* Off the list first: the link shares its word with f->slot. */
     w->free_list = f->pool_next;
+    w->free_count -= w->free_count != 0; /* see weft__pool_get() */
     /* The owner's own push index (head: see deque.h). */
     int64_t b = w->dq.head;
     f->fn = fn;
@@ -672,6 +673,7 @@ weft_spawn(weft_executor_t *ex, weft_fn_t fn, void *arg, weft_future_t **out)
         weft__counter_dec(&w->spawned);
         f->pool_next = w->free_list; /* back on the list, unused */
         w->free_list = f;
+        w->free_count++;
         return spawn_slow(ex, NULL, fn, arg, out);
     }
     *out = f;

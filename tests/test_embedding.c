@@ -137,6 +137,79 @@ Test(embedding, allocator_sees_every_block_and_every_free)
     cr_assert_eq(weft_allocator_set(NULL), WEFT_OK);
 }
 
+enum {
+    HOARD_N = 4 * 4096,
+    HOARD_OUTSIDE = 2048
+};
+
+static weft_status_t
+hoard_leaf(weft_task_t *self, void *arg, weft_value_t *out)
+{
+    (void)self;
+    out->i64 = (intptr_t)arg;
+    return WEFT_OK;
+}
+
+/* Spawns HOARD_N futures and joins them newest first: every join takes
+ * the fast path, which runs the task inline and recycles its object on
+ * this worker's own free list. */
+static weft_status_t
+hoard_root(weft_task_t *self, void *arg, weft_value_t *out)
+{
+    weft_future_t **f = arg;
+    weft_executor_t *ex = weft_task_executor(self);
+    for (intptr_t i = 0; i < HOARD_N; i++) {
+        cr_assert_eq(weft_spawn(ex, hoard_leaf, (void *)i, &f[i]), WEFT_OK);
+    }
+    int64_t sum = 0;
+    for (intptr_t i = HOARD_N - 1; i >= 0; i--) {
+        weft_value_t v;
+        cr_assert_eq(weft_join(f[i], &v), WEFT_OK);
+        sum += v.i64;
+    }
+    out->i64 = sum;
+    return WEFT_OK;
+}
+
+/*
+ * A worker's own free list is bounded also on the join fast path: what a
+ * fan-out returns past the bound goes to the executor-wide pool, where
+ * other threads' spawns find it instead of allocating (before, the worker
+ * kept all of it, and a fan-out whose root landed on another worker paid
+ * for a second copy of the pool).
+ */
+Test(embedding, a_worker_keeps_a_bounded_share_of_the_objects_it_joins)
+{
+    struct track t;
+    track_install(&t);
+    weft_executor_config_t cfg;
+    weft_executor_config_init(&cfg);
+    cfg.num_workers = 1;
+    weft_executor_t *ex;
+    cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_OK);
+    static weft_future_t *f[HOARD_N];
+    weft_value_t v;
+    cr_assert_eq(weft_executor_run(ex, hoard_root, f, &v), WEFT_OK);
+    cr_assert_eq(v.i64, (int64_t)HOARD_N * (HOARD_N - 1) / 2);
+
+    /* Spawns from this thread (not a worker) draw on the shared pool. */
+    long before = atomic_load(&t.allocs);
+    for (intptr_t i = 0; i < HOARD_OUTSIDE; i++) {
+        cr_assert_eq(weft_spawn(ex, hoard_leaf, (void *)i, &f[i]), WEFT_OK);
+    }
+    for (intptr_t i = 0; i < HOARD_OUTSIDE; i++) {
+        cr_assert_eq(weft_join(f[i], &v), WEFT_OK);
+        cr_assert_eq(v.i64, i);
+    }
+    cr_assert_eq(atomic_load(&t.allocs), before,
+                 "%ld blocks allocated for %d futures that the worker's "
+                 "returns could have served",
+                 atomic_load(&t.allocs) - before, HOARD_OUTSIDE);
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    cr_assert_eq(atomic_load(&t.allocs), atomic_load(&t.frees));
+    cr_assert_eq(weft_allocator_set(NULL), WEFT_OK);
+}
+
 Test(embedding, allocator_cannot_change_while_a_block_lives)
 {
     struct track t;
