@@ -61,7 +61,10 @@ struct weft_group {
     uint32_t decided;     /* 0, then 1 once a failure triggered; CAS */
     uint32_t trigger;     /* index of the triggering child */
     weft_error_t *reason; /* the siblings' reason; owned; set once */
-    bool joined;          /* owner only */
+    bool joined;          /* owner only: weft_group_join() was called */
+    bool drained;         /* owner only: it returned; children[] and count
+                             are final (the group accepts no more), so the
+                             owner reads them without the lock */
     weft_status_t join_status;
     weft_errgroup_t *errors;
 
@@ -410,6 +413,7 @@ weft_group_join(weft_group_t *g)
         st = WEFT_ECANCELED;
     }
     g->join_status = st;
+    g->drained = true;
     return st;
 }
 
@@ -456,6 +460,9 @@ weft_group_size(const weft_group_t *g)
     if (g == NULL) {
         return 0;
     }
+    if (g->drained) {
+        return g->count;
+    }
     pthread_mutex_lock((pthread_mutex_t *)&g->lock);
     size_t n = g->count;
     pthread_mutex_unlock((pthread_mutex_t *)&g->lock);
@@ -468,9 +475,14 @@ weft_group_child(const weft_group_t *g, size_t index, weft_child_result_t *out)
     if (g == NULL || out == NULL) {
         return WEFT_EINVAL;
     }
-    pthread_mutex_lock((pthread_mutex_t *)&g->lock);
-    struct group_child *gc = index < g->count ? g->children[index] : NULL;
-    pthread_mutex_unlock((pthread_mutex_t *)&g->lock);
+    struct group_child *gc;
+    if (g->drained) {
+        gc = index < g->count ? g->children[index] : NULL;
+    } else {
+        pthread_mutex_lock((pthread_mutex_t *)&g->lock);
+        gc = index < g->count ? g->children[index] : NULL;
+        pthread_mutex_unlock((pthread_mutex_t *)&g->lock);
+    }
     if (gc == NULL) {
         return WEFT_ERANGE;
     }
