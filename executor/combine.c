@@ -842,7 +842,7 @@ combine_start(weft_executor_t *ex, uint32_t kind, weft_future_t *const *ch,
         st = weft__combine_token(c->ex, opts, false, &c->token);
         if (st == WEFT_OK) {
             c->result = weft__promise_create(ex, c, c->name);
-            weft__debug_track_combinator(c->result);
+            weft__debug_track_combinator(c->result, opts);
             st = c->result == NULL ? WEFT_ENOMEM : WEFT_OK;
         }
         if (st != WEFT_OK) {

@@ -441,12 +441,15 @@ weft__debug_track_group(struct weft_future *p, weft_token_t *token,
 }
 
 void
-weft__debug_track_combinator(struct weft_future *p)
+weft__debug_track_combinator(struct weft_future *p,
+                             const weft_combine_opts_t *opts)
 {
     if (p == NULL || p->ex->debug == NULL) {
         return;
     }
-    debug_track_promise(p, DEBUG_COMBINATOR, NULL, p->name, NULL, 0, NULL);
+    debug_track_promise(
+        p, DEBUG_COMBINATOR, NULL, p->name, opts != NULL ? opts->file : NULL,
+        opts != NULL ? opts->line : 0, opts != NULL ? opts->func : NULL);
 }
 
 void

@@ -21,6 +21,7 @@
 #ifndef WEFT_EXECUTOR_DEBUG_H
 #define WEFT_EXECUTOR_DEBUG_H
 
+#include <weft/combine.h>
 #include <weft/debug.h>
 #include <weft/executor.h>
 #include <weft/future.h>
@@ -86,7 +87,8 @@ weft__debug_track(struct weft__debug *reg, struct weft_future *f,
  */
 void weft__debug_track_group(struct weft_future *p, weft_token_t *token,
                              const weft_group_opts_t *opts);
-void weft__debug_track_combinator(struct weft_future *p);
+void weft__debug_track_combinator(struct weft_future *p,
+                                  const weft_combine_opts_t *opts);
 
 void weft__debug_seen_slow(struct weft_future *f);
 

@@ -716,7 +716,7 @@ each_start(weft_executor_t *ex, uint32_t kind, size_t n, weft_each_fn_t fn,
         weft__block_put(ex, e);
         return WEFT_ENOMEM;
     }
-    weft__debug_track_combinator(e->result);
+    weft__debug_track_combinator(e->result, opts);
     /* The creating call's, the promise's, and (with pieces) the
      * finalizer's. Unpaired: e is private until the pieces are queued. */
     weft__store_relaxed_u32(&e->refs, e->npieces > 0 ? 3 : 2);

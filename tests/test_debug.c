@@ -624,9 +624,8 @@ Test(debug, unobserved_gather_failure_is_reported_but_its_children_not)
     weft_spawn_opts_t o = {.name = "kid", WEFT_SPAWN_SITE};
     cr_assert_eq(weft_spawn_ex(ex, &o, ok_task, NULL, &kids[0]), WEFT_OK);
     cr_assert_eq(weft_spawn_ex(ex, &o, fail_task, NULL, &kids[1]), WEFT_OK);
-    weft_combine_opts_t co;
-    memset(&co, 0, sizeof(co));
-    co.name = "all";
+    weft_combine_opts_t co = {.name = "all", WEFT_SPAWN_SITE};
+    int line = __LINE__ - 1;
     weft_future_t *all = NULL;
     cr_assert_eq(weft_gather(ex, kids, 2, &co, &all), WEFT_OK);
     cr_assert_eq(weft_future_release(kids[0]), WEFT_OK);
@@ -640,6 +639,11 @@ Test(debug, unobserved_gather_failure_is_reported_but_its_children_not)
     const struct jv *e = jfind_named(jget(r, "entries"), "all");
     cr_assert_not_null(e);
     cr_assert_str_eq(jstr(e, "kind"), "combinator");
+    const struct jv *site = jget(e, "site");
+    cr_assert_not_null(site, "the combinator's call site");
+    cr_assert_str_eq(jstr(site, "file"), __FILE__);
+    cr_assert_eq((int)jnum(site, "line"), line);
+    cr_assert_str_eq(jstr(site, "func"), __func__);
     jfree(r);
     cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
 }

@@ -98,6 +98,13 @@ typedef struct weft_combine_opts {
      * child (also when it fails: the references are then released), so
      * the caller does not release them. false: it takes its own. */
     bool adopt;
+    /** Where the combinator was called, for the debug-mode report and
+     * task dump (weft/debug.h), as for a group (weft_group_opts_t). Fill
+     * with WEFT_SPAWN_SITE; NULL/0 when unknown. Not copied (use string
+     * literals, as __FILE__ and __func__ are). */
+    const char *file;
+    int line;         /**< call site line, 0 when unknown */
+    const char *func; /**< call site function (not copied), or NULL */
 } weft_combine_opts_t;
 
 /**
