@@ -10,8 +10,8 @@
  * continuations, combined futures) and task groups: their name, id,
  * spawn site (weft_spawn_opts_t.file/line/func, filled by
  * WEFT_SPAWN_SITE; weft_group_opts_t and weft_combine_opts_t have the
- * same fields), the task that
- * was running on the spawning thread (the parent), and their token.
+ * same fields), the task that was running on the spawning thread (the
+ * parent), and their token.
  * While it is off, nothing is recorded and the spawn fast path runs
  * unchanged.
  *
