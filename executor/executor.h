@@ -398,4 +398,16 @@ weft__worker_cancelling(const struct weft__worker *w)
     return weft__load_relaxed_u32(&w->cancelling) != 0;
 }
 
+/* Trace f's end without running (trace.h), on w's lane, or on the
+ * executor's outside lane when w is NULL. */
+static inline void
+weft__trace_ended_unrun(struct weft__worker *w, struct weft_future *f)
+{
+    if (w != NULL) {
+        weft__trace_ended_unrun_lane(&w->trace, false, f);
+    } else {
+        weft__trace_ended_unrun_lane(&f->ex->trace.outside, true, f);
+    }
+}
+
 #endif /* WEFT_EXECUTOR_EXECUTOR_H */

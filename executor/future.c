@@ -345,8 +345,9 @@ future_borrowed_reason(struct weft_future *f)
         weft__load_acq_ptr((void *const *)&f->cancel_req) != NULL ||
         /* Pairs with: the CAS that installs it in weft_task_token(). */
         weft__load_acq_ptr((void *const *)&f->ttoken) != NULL ||
+        /* One poll (a passed deadline cancels here), then the reason. */
         !weft_token_is_cancelled(f->token) ||
-        weft_token_reason(f->token, &e) != WEFT_OK) {
+        (e = weft__token_reason_if_cancelled(f->token)) == NULL) {
         return NULL;
     }
     return e;

@@ -146,7 +146,11 @@ group_child_ended(struct weft__watch *node, struct weft__worker *w,
     /* The node is the first member of its group_child. */
     struct group_child *gc = (struct group_child *)node;
     struct weft_group *g = gc->g;
-    if (weft_future_outcome(f) == WEFT_OUTCOME_FAILED) {
+    /* The group reads the child's outcome (debug mode: observed, as by
+     * weft_future_outcome()). Pairs with: the outcome CAS of f's
+     * completer, which runs this watch after it. */
+    (void)weft__debug_seen(f, WEFT_OK);
+    if (weft__future_phase(weft__load_acq_u32(&f->state)) == WEFT__FAILED) {
         /* Only failures need their place in the order (the error
          * group's); a success or cancellation touches one shared word,
          * the drain count, so a mass cancellation does not serialize

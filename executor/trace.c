@@ -266,17 +266,12 @@ weft__trace_frame_slow(struct weft__trace_lane *lane, struct weft__frame *fr)
 }
 
 void
-weft__trace_ended_unrun(struct weft__worker *w, struct weft_future *f)
+weft__trace_ended_unrun_slow(struct weft__trace_lane *lane, bool shared,
+                             struct weft_future *f)
 {
-    struct weft__trace_lane *lane =
-        w != NULL ? &w->trace : &f->ex->trace.outside;
-    /* Relaxed: a hint, as in weft__trace_body(). */
-    if (weft__load_relaxed_ptr((void *const *)&lane->buf) == NULL) {
-        return;
-    }
     uint64_t t = weft__clock_now_ns();
     uint64_t id = weft_future_id(f);
-    if (w == NULL) {
+    if (shared) {
         lane_lock(lane); /* shared by every thread that is not a worker */
     } else if (!lane_try_lock(lane)) {
         return;

@@ -7,10 +7,11 @@
  * for threads that are not workers (struct weft__trace_ctl.outside).
  *
  * The run paths in future.c call a task's body through weft__trace_body()
- * and report a task that ends without running through
- * weft__trace_ended_unrun(). With no trace recording, the first is one
- * relaxed load of lane->buf and a predictable branch in front of the
- * body's call; everything else is out of line in trace.c.
+ * (a frame's, off its join, through weft__trace_frame()) and report a task
+ * that ends without running through weft__trace_ended_unrun(). With no
+ * trace recording, each is one relaxed load of lane->buf and a
+ * predictable branch (in front of the body's call for the first two);
+ * everything else is out of line in trace.c.
  */
 #ifndef WEFT_EXECUTOR_TRACE_H
 #define WEFT_EXECUTOR_TRACE_H
@@ -95,7 +96,26 @@ weft__trace_frame(struct weft__trace_lane *lane, struct weft__frame *fr)
     return weft__trace_frame_slow(lane, fr);
 }
 
-void weft__trace_ended_unrun(struct weft__worker *w, struct weft_future *f);
+void weft__trace_ended_unrun_slow(struct weft__trace_lane *lane, bool shared,
+                                  struct weft_future *f);
+
+/*
+ * Record that f ended cancelled without running, on lane: a worker's own
+ * (shared false: the lock is only tried) or the executor's outside lane
+ * (shared true). One relaxed load and a predictable branch while no
+ * trace records (weft__trace_ended_unrun() in executor.h picks the lane).
+ */
+static inline void
+weft__trace_ended_unrun_lane(struct weft__trace_lane *lane, bool shared,
+                             struct weft_future *f)
+{
+    /* Relaxed: a hint, as in weft__trace_body(). */
+    if (__builtin_expect(
+            weft__load_relaxed_ptr((void *const *)&lane->buf) == NULL, 1)) {
+        return;
+    }
+    weft__trace_ended_unrun_slow(lane, shared, f);
+}
 
 /*
  * weft_executor_create(): begin the trace that the WEFT_TRACE environment

@@ -626,6 +626,19 @@ weft_token_reason(const weft_token_t *t, weft_error_t **out)
     return WEFT_OK;
 }
 
+weft_error_t *
+weft__token_reason_if_cancelled(const weft_token_t *t)
+{
+    /*
+     * Order the read of the reason after its write (invariant 1).
+     * Pairs with: weft__store_rel_u32(&t->state) in token_cancel_one().
+     */
+    if ((weft__load_acq_u32(&t->state) & TOKEN_CANCELLED) == 0) {
+        return NULL;
+    }
+    return t->reason;
+}
+
 weft_status_t
 weft_token_deadline(const weft_token_t *t, uint64_t *out)
 {

@@ -145,6 +145,14 @@ enum weft__token_peek_state weft__token_peek(const weft_token_t *t,
                                              weft_error_t **reason);
 
 /*
+ * t's reason when t is cancelled, else NULL: one acquire load of the
+ * state, no deadline check (call weft_token_is_cancelled() first when a
+ * passed deadline must count). Borrowed: valid while t lives.
+ * Thread-safety: any thread holding a reference. Blocking: never.
+ */
+weft_error_t *weft__token_reason_if_cancelled(const weft_token_t *t);
+
+/*
  * Number of registrations linked on t and waiting to run, child links
  * included. For white-box tests (a destroyed child must leave none).
  * Thread-safety: any thread holding a reference; takes t's lock.
