@@ -333,10 +333,12 @@ weft__task_settle_error(weft_error_t **slot, struct weft_future *root,
 /*
  * The reason of a cancellation that comes from f's borrowed token (as
  * future_cancel_reason() would find it: no cancel request, no task token
- * of its own), or NULL.
+ * of its own), or NULL. polled: the run path has just polled the token
+ * (why == WEFT_ECANCELED in task_execute()), so a passed deadline has
+ * already cancelled it; else one poll here does that.
  */
 static weft_error_t *
-future_borrowed_reason(struct weft_future *f)
+future_borrowed_reason(struct weft_future *f, bool polled)
 {
     weft_error_t *e = NULL;
     if (!(weft__load_relaxed_u32(&f->state) & WEFT__F_TOKEN_BORROWED) ||
@@ -345,8 +347,7 @@ future_borrowed_reason(struct weft_future *f)
         weft__load_acq_ptr((void *const *)&f->cancel_req) != NULL ||
         /* Pairs with: the CAS that installs it in weft_task_token(). */
         weft__load_acq_ptr((void *const *)&f->ttoken) != NULL ||
-        /* One poll (a passed deadline cancels here), then the reason. */
-        !weft_token_is_cancelled(f->token) ||
+        (!polled && !weft_token_is_cancelled(f->token)) ||
         (e = weft__token_reason_if_cancelled(f->token)) == NULL) {
         return NULL;
     }
@@ -365,7 +366,7 @@ static void
 future_finish_error(struct weft_future *f, weft_status_t st, weft_status_t why)
 {
     if (st == WEFT_ECANCELED) {
-        weft_error_t *e = future_borrowed_reason(f);
+        weft_error_t *e = future_borrowed_reason(f, why == WEFT_ECANCELED);
         if (e != NULL) {
             if (f->error != NULL) {
                 weft__future_drop_error(f);

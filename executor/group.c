@@ -374,7 +374,11 @@ group_build_errors(struct weft_group *g)
                              g->name ? g->name : "") != WEFT_OK) {
         return;
     }
-    for (size_t i = 0; i < g->count; i++) {
+    /* Every failed child set decided (group_child_ended()); without one
+     * the ledger needs no pass. Relaxed: the drain ordered it before the
+     * join's return from its wait, our caller. */
+    size_t n = weft__load_relaxed_u32(&g->decided) ? g->count : 0;
+    for (size_t i = 0; i < n; i++) {
         struct group_child *gc = g->children[i];
         if (weft_future_outcome(gc->f) != WEFT_OUTCOME_FAILED) {
             continue;
