@@ -218,17 +218,6 @@ weft__pool_put_slow(struct weft_future *f)
 }
 
 void
-weft__pool_spill(struct weft__worker *w, struct weft_future *f)
-{
-    if (weft__debug_pool_bypass(w->ex)) {
-        /* Debug mode: every object straight to the stack (debug.c). */
-        weft__pool_put_slow(f);
-        return;
-    }
-    weft__pool_spill_add(w, f);
-}
-
-void
 weft__pool_spill_flush(struct weft__worker *w)
 {
     pool_push_chain(w->ex, w->spill, w->spill_tail);

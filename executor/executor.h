@@ -158,10 +158,8 @@ struct weft_future *weft__pool_refill(struct weft__worker *w);
 struct weft_future *weft__pool_get_external(weft_executor_t *ex);
 /* Push f on its executor's free stack (any thread). */
 void weft__pool_put_slow(struct weft_future *f);
-/* f to w's spill (w is f's executor's worker, the caller): pushed to the
- * free stack WEFT__SPILL_BATCH at a time, one CAS per batch. Debug mode
- * sends it to the stack at once (debug.c). */
-void weft__pool_spill(struct weft__worker *w, struct weft_future *f);
+/* Objects a worker's spill collects (weft__pool_spill_add()) before they
+ * go to the free stack, with one CAS. */
 #define WEFT__SPILL_BATCH 256
 /* Push w's full spill on the free stack (weft__pool_spill_add()). */
 void weft__pool_spill_flush(struct weft__worker *w);
@@ -273,7 +271,9 @@ weft__future_reset_cold(struct weft_future *f)
     f->started = 0;
 }
 
-/* f to w's spill, inline (weft__pool_spill() without the debug test). */
+/* f to w's spill (w is f's executor's worker, the caller); the spill
+ * goes to the free stack WEFT__SPILL_BATCH at a time. Not in debug mode,
+ * whose objects go to the stack one by one (weft__pool_put()). */
 static inline void
 weft__pool_spill_add(struct weft__worker *w, struct weft_future *f)
 {
@@ -308,7 +308,7 @@ weft__pool_put_local(struct weft__worker *w, struct weft_future *f)
     /* Bounded like weft__pool_put(): a worker that joins what another
      * worker's pool will need (a fan-out whose spawner changes from one
      * run to the next) does not hoard it. No debug-mode object gets here
-     * (debug.c), so the spill is the plain one. */
+     * (debug.c), so the spill needs no debug test. */
     if (__builtin_expect(w->free_count >= WEFT__LOCAL_FREE_MAX, 0)) {
         weft__pool_spill_add(w, f);
         return;
@@ -337,7 +337,12 @@ weft__pool_put(struct weft__worker *w, struct weft_future *f)
             w->free_list = f;
             return;
         }
-        weft__pool_spill(w, f);
+        if (__builtin_expect(w->ex->debug != NULL, 0)) {
+            /* Debug mode: every object straight to the stack (debug.c). */
+            weft__pool_put_slow(f);
+            return;
+        }
+        weft__pool_spill_add(w, f);
         return;
     }
     weft__pool_put_slow(f);
