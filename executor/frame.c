@@ -147,7 +147,7 @@ frame_execute(struct weft__worker *w, struct weft__frame *fr, bool traced)
         /* Relaxed: informational, like a future's. */
         weft__store_relaxed_u32(&fr->started, 1);
         /* Its own join's run is part of the forking task's span. */
-        st = traced ? weft__trace_frame(&w->trace, fr)
+        st = traced ? weft__trace_body(&w->trace, (struct weft_future *)fr)
                     : fr->fn((weft_task_t *)fr, fr->arg, &fr->value);
     }
     frame_settle(fr, st, why);

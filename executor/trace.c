@@ -235,33 +235,25 @@ weft__trace_body_slow(struct weft__trace_lane *lane, struct weft_future *f)
     uint64_t t0 = weft__clock_now_ns();
     weft_status_t st = f->fn((weft_task_t *)f, f->arg, &f->value);
     uint64_t t1 = weft__clock_now_ns();
-    /* Assigned (one faa) outside the lane lock, the first time only. */
-    uint64_t id = weft_future_id(f);
+    /* A frame has no id, name or site of its own (no cold fields): its
+     * event carries its enclosing task's id. Assigned (one faa) outside
+     * the lane lock, the first time only. */
+    bool frame = weft__is_frame(f);
+    uint64_t id =
+        weft_future_id(frame ? weft__frame_root((struct weft__frame *)f) : f);
     if (lane_try_lock(lane)) {
-        lane_append(lane, f, id, t0, t1, st, true);
-        lane_unlock(lane);
-    }
-    /* else begin or end holds the lane: the event is outside the trace. */
-    return st;
-}
-
-weft_status_t
-weft__trace_frame_slow(struct weft__trace_lane *lane, struct weft__frame *fr)
-{
-    uint64_t t0 = weft__clock_now_ns();
-    weft_status_t st = fr->fn((weft_task_t *)fr, fr->arg, &fr->value);
-    uint64_t t1 = weft__clock_now_ns();
-    /* A frame has no id of its own (no cold fields): its enclosing
-     * task's, assigned (one faa) outside the lane lock the first time. */
-    uint64_t id = weft_future_id(weft__frame_root(fr));
-    if (lane_try_lock(lane)) {
-        struct weft__trace_event *e =
-            lane_next(lane, fr->fn, id, t0, t1, st, true);
-        if (e != NULL) {
-            e->frame = 1;
+        if (frame) {
+            struct weft__trace_event *e =
+                lane_next(lane, f->fn, id, t0, t1, st, true);
+            if (e != NULL) {
+                e->frame = 1;
+            }
+        } else {
+            lane_append(lane, f, id, t0, t1, st, true);
         }
         lane_unlock(lane);
     }
+    /* else begin or end holds the lane: the event is outside the trace. */
     return st;
 }
 

@@ -6,12 +6,12 @@
  * embeds one (struct weft__worker.trace), and the executor embeds one
  * for threads that are not workers (struct weft__trace_ctl.outside).
  *
- * The run paths in future.c call a task's body through weft__trace_body()
- * (a frame's, off its join, through weft__trace_frame()) and report a task
- * that ends without running through weft__trace_ended_unrun(). With no
- * trace recording, each is one relaxed load of lane->buf and a
- * predictable branch (in front of the body's call for the first two);
- * everything else is out of line in trace.c.
+ * The run paths in future.c and frame.c call a task's body (a frame's,
+ * off its join) through weft__trace_body() and report a task that ends
+ * without running through weft__trace_ended_unrun(). With no trace
+ * recording, each is one relaxed load of lane->buf and a predictable
+ * branch (in front of the body's call for the first); everything else is
+ * out of line in trace.c.
  */
 #ifndef WEFT_EXECUTOR_TRACE_H
 #define WEFT_EXECUTOR_TRACE_H
@@ -52,9 +52,12 @@ weft_status_t weft__trace_body_slow(struct weft__trace_lane *lane,
 
 /*
  * Run f's body (what the run paths would call directly) and, while a
- * trace records, record it on lane with its outcome. With no trace
- * recording this is one relaxed load of a lane field, one predictable
- * branch, and the body's call (a tail call where the caller's was).
+ * trace records, record it on lane with its outcome. f may be a frame
+ * (a struct weft__frame shares the hot line: fn, arg, value) that runs
+ * off its join (weft__frame_run()): its event carries its enclosing
+ * task's id. With no trace recording this is one relaxed load of a lane
+ * field, one predictable branch, and the body's call (a tail call where
+ * the caller's was).
  * Thread-safety: the lane's owner, with f taken for running.
  */
 static inline weft_status_t
@@ -69,41 +72,18 @@ weft__trace_body(struct weft__trace_lane *lane, struct weft_future *f)
     return weft__trace_body_slow(lane, f);
 }
 
-/*
- * Record f, which ends cancelled without its body running (a cancelled
- * token, a cancelling shutdown, or never queued), as a zero-length span
- * on w's lane (w is the calling worker of f->ex) or, with w NULL, on the
- * outside lane. Call before f's outcome is published. Costs a call and a
- * load when no trace records: for cold paths only.
- * Thread-safety: any thread. Blocking: a short spin on the outside lane.
- */
-weft_status_t weft__trace_frame_slow(struct weft__trace_lane *lane,
-                                     struct weft__frame *fr);
-
-/*
- * Run frame fr's body on lane's worker, as an event when a trace records
- * (a frame run off its join's inline path: stolen, or popped by a helping
- * wait or another join). Same cost as weft__trace_body() while none does.
- */
-static inline weft_status_t
-weft__trace_frame(struct weft__trace_lane *lane, struct weft__frame *fr)
-{
-    /* Relaxed: a hint, as in weft__trace_body(). */
-    if (__builtin_expect(
-            weft__load_relaxed_ptr((void *const *)&lane->buf) == NULL, 1)) {
-        return fr->fn((weft_task_t *)fr, fr->arg, &fr->value);
-    }
-    return weft__trace_frame_slow(lane, fr);
-}
-
 void weft__trace_ended_unrun_slow(struct weft__trace_lane *lane, bool shared,
                                   struct weft_future *f);
 
 /*
- * Record that f ended cancelled without running, on lane: a worker's own
- * (shared false: the lock is only tried) or the executor's outside lane
- * (shared true). One relaxed load and a predictable branch while no
- * trace records (weft__trace_ended_unrun() in executor.h picks the lane).
+ * Record f, which ends cancelled without its body running (a cancelled
+ * token, a cancelling shutdown, or never queued), as a zero-length span
+ * on lane: a worker's own (shared false: the lock is only tried) or the
+ * executor's outside lane (shared true: a short spin). Call before f's
+ * outcome is published. One relaxed load and a predictable branch while
+ * no trace records (weft__trace_ended_unrun() in executor.h picks the
+ * lane). Thread-safety: the lane's owner, or any thread for the outside
+ * lane.
  */
 static inline void
 weft__trace_ended_unrun_lane(struct weft__trace_lane *lane, bool shared,
