@@ -273,7 +273,7 @@ weft__future_reset_cold(struct weft_future *f)
 
 /* f to w's spill (w is f's executor's worker, the caller); the spill
  * goes to the free stack WEFT__SPILL_BATCH at a time. Not in debug mode,
- * whose objects go to the stack one by one (weft__pool_put()). */
+ * whose objects go to the stack one by one (weft__pool_keep()). */
 static inline void
 weft__pool_spill_add(struct weft__worker *w, struct weft_future *f)
 {
@@ -285,6 +285,29 @@ weft__pool_spill_add(struct weft__worker *w, struct weft_future *f)
     if (__builtin_expect(++w->spill_count >= WEFT__SPILL_BATCH, 0)) {
         weft__pool_spill_flush(w);
     }
+}
+
+/*
+ * f (dead, cold fields reset) to w, the caller, which is a worker of f's
+ * executor: its free list while the list has gained fewer than
+ * WEFT__LOCAL_FREE_MAX since the last refill, else its spill; in debug
+ * mode (free_count pinned at the cap) straight to the free stack.
+ */
+static inline void
+weft__pool_keep(struct weft__worker *w, struct weft_future *f)
+{
+    if (__builtin_expect(w->free_count < WEFT__LOCAL_FREE_MAX, 1)) {
+        w->free_count++;
+        f->pool_next = w->free_list;
+        w->free_list = f;
+        return;
+    }
+    if (__builtin_expect(w->ex->debug != NULL, 0)) {
+        /* Debug mode: every object straight to the stack (debug.c). */
+        weft__pool_put_slow(f);
+        return;
+    }
+    weft__pool_spill_add(w, f);
 }
 
 /* Return an object to the calling worker's own list: the inline join
@@ -307,15 +330,8 @@ weft__pool_put_local(struct weft__worker *w, struct weft_future *f)
     f->id = 0;
     /* Bounded like weft__pool_put(): a worker that joins what another
      * worker's pool will need (a fan-out whose spawner changes from one
-     * run to the next) does not hoard it. No debug-mode object gets here
-     * (debug.c), so the spill needs no debug test. */
-    if (__builtin_expect(w->free_count >= WEFT__LOCAL_FREE_MAX, 0)) {
-        weft__pool_spill_add(w, f);
-        return;
-    }
-    w->free_count++;
-    f->pool_next = w->free_list;
-    w->free_list = f;
+     * run to the next) does not hoard it. */
+    weft__pool_keep(w, f);
 }
 
 /* Return a future object. w is the calling worker (any executor's) or
@@ -331,18 +347,7 @@ weft__pool_put(struct weft__worker *w, struct weft_future *f)
     f->fn = NULL;
 #endif
     if (__builtin_expect(w != NULL && w->ex == f->ex, 1)) {
-        if (__builtin_expect(w->free_count < WEFT__LOCAL_FREE_MAX, 1)) {
-            w->free_count++;
-            f->pool_next = w->free_list;
-            w->free_list = f;
-            return;
-        }
-        if (__builtin_expect(w->ex->debug != NULL, 0)) {
-            /* Debug mode: every object straight to the stack (debug.c). */
-            weft__pool_put_slow(f);
-            return;
-        }
-        weft__pool_spill_add(w, f);
+        weft__pool_keep(w, f);
         return;
     }
     weft__pool_put_slow(f);
