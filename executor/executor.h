@@ -104,6 +104,7 @@ struct weft_executor {
     uint32_t run_state;           /* WEFT__RUN_*; written under ext_lock
                                      with release, read relaxed/acquire */
     uint32_t stop;                /* workers exit when set (destroy) */
+    uint64_t idle_spin_ns;        /* idle spin before parking (config) */
 
     /*
      * ext_lock protects: the injection queue (inj_head, inj_tail), the

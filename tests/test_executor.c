@@ -184,6 +184,24 @@ Test(executor, create_with_more_than_4096_workers_is_einval)
     cr_assert_eq(ex, sentinel);
 }
 
+Test(executor, create_with_an_idle_spin_over_a_second_is_einval)
+{
+    weft_executor_config_t cfg;
+    weft_executor_config_init(&cfg);
+    cfg.num_workers = 1;
+    weft_executor_t *sentinel = (weft_executor_t *)(uintptr_t)0x1234;
+    weft_executor_t *ex = sentinel;
+    cfg.idle_spin_us = 1000001u;
+    cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_EINVAL);
+    cr_assert_eq(ex, sentinel, "*out must be untouched on failure");
+    cfg.idle_spin_us = 0xFFFFFFFFu;
+    cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_EINVAL);
+    cr_assert_eq(ex, sentinel);
+    cfg.idle_spin_us = 1000000u; /* the largest accepted */
+    cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_OK);
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+}
+
 /* ---- hooks and thread names ------------------------------------------ */
 
 struct hook_rec {
@@ -550,19 +568,29 @@ Test(executor, stats_rejects_bad_input)
 
 /* A worker that has slept and woken up reports the time it slept: wait
  * (no timing assumption: the idle backstop wakes it) until one worker has
- * parked twice, so its first park has ended and been accounted. */
+ * parked twice, so its first park has ended and been accounted. With
+ * every idle spin setting (the default, the shortest, a longer one), the
+ * spin ends and the worker sleeps. */
 Test(executor, stats_count_idle_time)
 {
-    weft_executor_t *ex = make_ex(1);
-    weft_worker_stats_t st;
-    do {
-        cr_assert_eq(weft_executor_stats(ex, 0, &st), WEFT_OK);
-        sched_yield();
-    } while (st.parks < 2);
-    cr_assert_gt(st.idle_ns, 0, "parked %llu times, idle %llu ns",
-                 (unsigned long long)st.parks,
-                 (unsigned long long)st.idle_ns);
-    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    const unsigned int spins[] = {0, 1, 20000};
+    for (size_t k = 0; k < sizeof(spins) / sizeof(spins[0]); k++) {
+        weft_executor_config_t cfg;
+        weft_executor_config_init(&cfg);
+        cfg.num_workers = 1;
+        cfg.idle_spin_us = spins[k];
+        weft_executor_t *ex = NULL;
+        cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_OK);
+        weft_worker_stats_t st;
+        do {
+            cr_assert_eq(weft_executor_stats(ex, 0, &st), WEFT_OK);
+            sched_yield();
+        } while (st.parks < 2);
+        cr_assert_gt(st.idle_ns, 0, "idle_spin_us %u: parked %llu times, "
+                     "idle %llu ns", spins[k], (unsigned long long)st.parks,
+                     (unsigned long long)st.idle_ns);
+        cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    }
 }
 
 /* ---- shutdown under load --------------------------------------------- */

@@ -99,6 +99,20 @@ typedef struct weft_executor_config {
      * demand.
      */
     weft_debug_report_fn_t on_debug_report;
+    /**
+     * How long a worker that has run out of work keeps looking for more
+     * before it sleeps, in microseconds. 0 (the default) means 1000 (one
+     * millisecond); at most 1000000, larger values make
+     * weft_executor_create() return WEFT_EINVAL. Each worker first spins
+     * about 50 us whatever this says; past that it looks again between
+     * sched_yield() calls until the time is up, so a runnable thread on
+     * its CPU gets the CPU. Longer spins cost idle CPU time after every
+     * burst of work (up to this long per worker); shorter ones make the
+     * next burst wait for sleeping workers to wake up, which takes tens of
+     * microseconds on bare metal and up to milliseconds on a virtual
+     * machine. Set 1 for the least idle spinning.
+     */
+    unsigned int idle_spin_us;
 } weft_executor_config_t;
 
 /**
@@ -113,7 +127,7 @@ WEFT_API void weft_executor_config_init(weft_executor_config_t *cfg);
  * environment variable WEFT_TRACE names a file, the executor also begins
  * a task trace that weft_executor_destroy() writes there (weft/trace.h).
  * Returns: WEFT_OK and *out set; WEFT_EINVAL (out NULL, more than 4096
- * workers); WEFT_ENOMEM (also when WEFT_TRACE is set and the trace
+ * workers, idle_spin_us over 1000000); WEFT_ENOMEM (also when WEFT_TRACE is set and the trace
  * buffers cannot be allocated); WEFT_ESYS (a thread could not be started; any
  * started threads are joined and nothing leaks; or pin_workers is set and
  * hwloc could not read the machine's topology, or debug mode is on and its
