@@ -787,6 +787,45 @@ await_outer_done(const struct weft__await_rec *rec)
     return false;
 }
 
+/*
+ * Whether run would end t without running its body (the checks of
+ * task_execute(), as a hint: a token cancelled after this look still
+ * ends t unrun, and that only means we published early). On a worker.
+ */
+static bool
+task_will_end_unrun(struct weft__worker *w, struct weft_future *t)
+{
+    if (weft__is_frame(t)) {
+        return false;
+    }
+    return weft__worker_cancelling(w) ||
+           ((weft__future_kind(t) & WEFT__K_TOKEN) &&
+            weft_token_is_cancelled(t->token)) ||
+           future_cancel_requested(t);
+}
+
+/*
+ * A task popped from our own deque while we wait ended without running
+ * (cancelled): most likely its queued siblings will too, as when a
+ * cancelled group's join drains its children. Take the newest
+ * WEFT__DRAIN_CHUNK of our public items private, when as many more stay
+ * public for thieves: our next pops of them need no exchange. Without
+ * this, at two workers each pop's exchange met the thief's steal on the
+ * deque's lines, and a drain of 10^4 cancelled children took 1.2 to 1.9
+ * ms against 0.21 ms on one worker. The wait hands back what it took
+ * (publish) before it runs a task that will run its body, before it
+ * spins or parks, and when it returns, so thieves lose sight only of
+ * tasks that end without running. Returns whether it took any.
+ */
+#define WEFT__DRAIN_CHUNK 64
+
+static bool
+await_drain_privately(struct weft__worker *w)
+{
+    return weft__deque_size_hint(&w->dq) > 2 * WEFT__DRAIN_CHUNK &&
+           weft__deque_unpublish(&w->dq, WEFT__DRAIN_CHUNK) != 0;
+}
+
 static weft_status_t worker_await_loop(struct weft__worker *w,
                                        struct weft_future *f,
                                        const struct wait_limits *lim,
@@ -814,13 +853,18 @@ worker_await_loop(struct weft__worker *w, struct weft_future *f,
     ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
     unsigned int idle_rounds = 0;
     bool force_help = false;
+    bool drained = false; /* we took public items private (see below) */
     for (;;) {
         /* Pairs with: the outcome CAS in weft__future_complete_shared(). */
         uint32_t s = weft__load_acq_u32(&f->state);
         if (weft__future_state_done(s)) {
+            if (drained) {
+                weft__deque_publish_all(&w->dq);
+            }
             return weft__future_status_of(f, s);
         }
         struct weft_future *t = NULL;
+        bool own = false;
         /* Relaxed: a hint; the steal itself is a CAS. */
         uint32_t thief = weft__load_relaxed_u32(&f->thief);
         if (thief != 0 && thief - 1 != w->index &&
@@ -832,6 +876,7 @@ worker_await_loop(struct weft__worker *w, struct weft_future *f,
             /* Our own deque first: it holds what this wait needs. Then
              * other work, unless an outer wait is already satisfied. */
             t = weft__deque_pop(&w->dq);
+            own = t != NULL;
             if (t == NULL &&
                 (force_help || rec->up == NULL || !await_outer_done(rec))) {
                 t = weft__worker_find(w);
@@ -839,12 +884,27 @@ worker_await_loop(struct weft__worker *w, struct weft_future *f,
         }
         force_help = false;
         if (t != NULL) {
+            if (drained && !task_will_end_unrun(w, t)) {
+                /* Real work: give the thieves back what we took. */
+                weft__deque_publish_all(&w->dq);
+                drained = false;
+            }
+            /* Relaxed: our own counter. */
+            uint64_t unrun = weft__load_relaxed_u64(&w->cancelled);
             w->help_depth++;
             weft__task_run(w, t);
             w->help_depth--;
+            if (own && weft__load_relaxed_u64(&w->cancelled) != unrun) {
+                drained |= await_drain_privately(w);
+            }
             idle_rounds = 0;
             backoff = CK_BACKOFF_INITIALIZER;
             continue;
+        }
+        if (drained) {
+            /* Nothing of ours left to pop: hand back any leftovers. */
+            weft__deque_publish_all(&w->dq);
+            drained = false;
         }
         weft_status_t lst = wait_check_limits(lim);
         if (lst != WEFT_OK) {

@@ -367,6 +367,58 @@ weft__deque_pop(struct weft__deque *dq)
     return weft__deque_pop_known(dq, dq->head);
 }
 
+/*
+ * Take back the newest k public items into the private part, when at
+ * least one public item would be left above them: the owner then pops
+ * them with plain loads and stores (weft__deque_pop_known()), no locked
+ * instruction each, and thieves no longer see them until a publish.
+ * Owner only. Returns k when done, 0 when the public part was too small
+ * by top_cache or a thief was seen at the items (nothing changes then).
+ * One locked instruction (xchg) per call.
+ *
+ * The protocol is the public pop's with k slots instead of one: reserve
+ * [b - k, b) by storing bottom = b - k before looking at top; a thief
+ * that claims an index at or above b - k must have read a top at or
+ * above it, after the owner's look at top in the total order, and so
+ * reads the new bottom and finds nothing. When top < b - k no thief can
+ * reach the k slots; otherwise some thief may, and bottom goes back.
+ */
+static inline int64_t
+weft__deque_unpublish(struct weft__deque *dq, int64_t k)
+{
+    /* Unpaired: bottom is written only by this thread. */
+    int64_t b = weft__load_relaxed_i64(&dq->bottom);
+    int64_t nb = b - k;
+    if (k <= 0 || nb <= dq->top_cache) {
+        return 0;
+    }
+    /*
+     * Reserve the k slots before looking at top, as in the public pop.
+     * Pairs with: weft__fence_sc_loads() in weft__deque_steal(), between
+     * its load of top and its load of bottom.
+     */
+    (void)weft__fas_i64(&dq->bottom, nb);
+    /*
+     * Free on x86 (the xchg is a full barrier); a real fence elsewhere.
+     * Pairs with: the same counterpart as the exchange above.
+     */
+    weft__fence_rmw_load();
+    /* Ordered after the exchange above; see its comment. */
+    int64_t t = weft__load_relaxed_i64(&dq->top);
+    dq->top_cache = t;
+    if (t < nb) {
+        /* [nb, head) is private now; head is unchanged. */
+        return k;
+    }
+    /*
+     * A thief may hold an index in [nb, b): give the slots back, as the
+     * public pop restores bottom. Relaxed: thieves that read the
+     * transient nb only saw fewer items.
+     */
+    weft__store_relaxed_i64(&dq->bottom, b);
+    return 0;
+}
+
 /* Items the owner holds privately (head - bottom). Owner only. */
 static inline int64_t
 weft__deque_private_count(const struct weft__deque *dq)

@@ -606,3 +606,140 @@ Test(deque, split_requests_are_answered_and_nothing_is_lost)
     weft__deque_fini(&c->dq);
     free(c);
 }
+
+/* The owner takes back the newest public items: thieves no longer see
+ * them, the owner pops them newest first, and a public push or a
+ * publish makes them public again. Too small a public part is left as
+ * it was. */
+Test(deque, unpublish_takes_the_newest_items_private)
+{
+    struct weft__deque dq;
+    void *it = NULL;
+    cr_assert_eq(weft__deque_init(&dq, 4), WEFT_OK);
+    for (uint32_t i = 0; i < 10; i++) {
+        cr_assert_eq(weft__deque_push(&dq, item_of(i)), WEFT_OK);
+    }
+    cr_assert_eq(weft__deque_unpublish(&dq, 4), 4);
+    cr_assert_eq(weft__deque_size_hint(&dq), 6);
+    cr_assert_eq(weft__deque_private_count(&dq), 4);
+    /* Thieves take the oldest public items and never a private one. */
+    for (uint32_t i = 0; i < 5; i++) {
+        cr_assert_eq(steal_settled(&dq, &it), WEFT__STEAL_OK);
+        cr_assert_eq(it, item_of(i));
+    }
+    /* One public item is left: taking 4 (or 1) more would empty the
+     * public part, so nothing changes. */
+    cr_assert_eq(weft__deque_unpublish(&dq, 1), 0);
+    cr_assert_eq(weft__deque_unpublish(&dq, 0), 0);
+    cr_assert_eq(weft__deque_unpublish(&dq, -3), 0);
+    cr_assert_eq(weft__deque_size_hint(&dq), 1);
+    cr_assert_eq(weft__deque_private_count(&dq), 4);
+    /* The owner pops the private ones newest first, then the public. */
+    for (uint32_t i = 9; i >= 6; i--) {
+        cr_assert_eq(weft__deque_pop(&dq), item_of(i), "pop %u", i);
+    }
+    cr_assert_eq(weft__deque_private_count(&dq), 0);
+    cr_assert_eq(weft__deque_pop(&dq), item_of(5));
+    cr_assert_null(weft__deque_pop(&dq));
+
+    /* Taken private, then handed back by publish_all or by a push. */
+    for (uint32_t i = 20; i < 26; i++) {
+        cr_assert_eq(weft__deque_push(&dq, item_of(i)), WEFT_OK);
+    }
+    cr_assert_eq(weft__deque_unpublish(&dq, 3), 3);
+    cr_assert_eq(weft__deque_size_hint(&dq), 3);
+    weft__deque_publish_all(&dq);
+    cr_assert_eq(weft__deque_size_hint(&dq), 6);
+    cr_assert_eq(weft__deque_private_count(&dq), 0);
+    cr_assert_eq(weft__deque_unpublish(&dq, 2), 2);
+    cr_assert_eq(weft__deque_push(&dq, item_of(26)), WEFT_OK);
+    cr_assert_eq(weft__deque_size_hint(&dq), 7);
+    cr_assert_eq(weft__deque_private_count(&dq), 0);
+    for (uint32_t i = 26; i >= 20; i--) {
+        cr_assert_eq(weft__deque_pop(&dq), item_of(i), "pop %u", i);
+    }
+    cr_assert_null(weft__deque_pop(&dq));
+    weft__deque_fini(&dq);
+}
+
+/* Thieves steal while the owner keeps taking chunks private and popping
+ * them: every item is taken exactly once (a thief and the owner never
+ * both get one), and the owner's pops stay newest first. */
+struct unpub_ctx {
+    struct weft__deque dq;
+    atomic_int done;
+    atomic_uint taken[1 << 16];
+};
+
+static void *
+unpub_thief(void *arg)
+{
+    struct unpub_ctx *c = arg;
+    while (!atomic_load(&c->done)) {
+        void *it = NULL;
+        if (weft__deque_steal(&c->dq, &it) == WEFT__STEAL_OK) {
+            atomic_fetch_add(&c->taken[id_of(it)], 1);
+        }
+    }
+    return NULL;
+}
+
+Test(deque, unpublish_races_thieves_and_loses_nothing)
+{
+    struct unpub_ctx *c = calloc(1, sizeof(*c));
+    cr_assert_not_null(c);
+    cr_assert_eq(weft__deque_init(&c->dq, 3), WEFT_OK);
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(pthread_create(&th[i], NULL, unpub_thief, c), 0);
+    }
+    uint32_t next = 0;
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    while (next < (1u << 16)) {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        /* A burst of pushes, then a chunk taken private (sizes 1..16,
+         * often with thieves right at it), then pops: the pops of a
+         * private chunk must come out newest first. */
+        uint32_t n = 1 + (uint32_t)(rng & 31);
+        for (uint32_t k = 0; k < n && next < (1u << 16); k++) {
+            cr_assert_eq(weft__deque_push(&c->dq, item_of(next++)), WEFT_OK);
+        }
+        int64_t k = 1 + (int64_t)((rng >> 8) & 15);
+        int64_t got = weft__deque_unpublish(&c->dq, k);
+        cr_assert(got == 0 || got == k);
+        void *prev = NULL;
+        for (int64_t i = 0; i < got; i++) {
+            void *it = weft__deque_pop(&c->dq);
+            cr_assert_not_null(it, "a private item was gone");
+            cr_assert(prev == NULL || id_of(it) < id_of(prev),
+                      "private pops out of order");
+            prev = it;
+            atomic_fetch_add(&c->taken[id_of(it)], 1);
+        }
+        if ((rng >> 20) & 1) {
+            void *it = weft__deque_pop(&c->dq);
+            if (it != NULL) {
+                atomic_fetch_add(&c->taken[id_of(it)], 1);
+            }
+        }
+    }
+    for (;;) {
+        void *it = weft__deque_pop(&c->dq);
+        if (it == NULL) {
+            break;
+        }
+        atomic_fetch_add(&c->taken[id_of(it)], 1);
+    }
+    atomic_store(&c->done, 1);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+    }
+    for (uint32_t i = 0; i < next; i++) {
+        cr_assert_eq(atomic_load(&c->taken[i]), 1, "item %u taken %u times",
+                     i, atomic_load(&c->taken[i]));
+    }
+    weft__deque_fini(&c->dq);
+    free(c);
+}

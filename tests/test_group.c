@@ -430,6 +430,111 @@ Test(group, cancelled_children_share_the_reason)
 }
 
 /*
+ * A cancelled group's join on a worker drains its queued children from
+ * the worker's own deque, taking chunks of them private so its pops need
+ * no exchange (future.c, await_drain_privately). Plain futures queued
+ * among the children must still run, each exactly once, and every child
+ * must end exactly once: cancelled unless a thief ran it before the
+ * cancel. 2,000 queued tasks, so the drain takes several chunks, on 1
+ * and 2 workers.
+ */
+enum { MIX_N = 2000, MIX_STRIDE = 16 };
+
+struct mix {
+    atomic_uint ran_child;
+    atomic_uint ran_plain;
+    weft_future_t *plain[MIX_N / MIX_STRIDE + 1];
+    size_t nplain;
+    size_t nchildren;
+    size_t succeeded;
+    size_t cancelled;
+    weft_status_t join_st;
+};
+
+static weft_status_t
+mix_child(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    (void)self;
+    (void)result;
+    atomic_fetch_add(&((struct mix *)arg)->ran_child, 1);
+    return WEFT_OK;
+}
+
+static weft_status_t
+mix_plain(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    (void)self;
+    result->u64 = 7;
+    atomic_fetch_add(&((struct mix *)arg)->ran_plain, 1);
+    return WEFT_OK;
+}
+
+static weft_status_t
+mix_root(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    (void)result;
+    struct mix *m = arg;
+    weft_executor_t *ex = weft_task_executor(self);
+    weft_group_t *g = group_new(ex, NULL, 0, 0);
+    for (size_t i = 0; i < MIX_N; i++) {
+        if (i % MIX_STRIDE == 7) {
+            cr_assert_eq(weft_spawn(ex, mix_plain, m, &m->plain[m->nplain]),
+                         WEFT_OK);
+            m->nplain++;
+        } else {
+            cr_assert_eq(weft_group_spawn(g, NULL, mix_child, m, NULL),
+                         WEFT_OK);
+            m->nchildren++;
+        }
+    }
+    cr_assert_eq(weft_group_cancel(g, NULL), WEFT_OK);
+    m->join_st = weft_group_join(g);
+    for (size_t i = 0; i < weft_group_size(g); i++) {
+        weft_child_result_t r = gchild(g, i);
+        m->succeeded += r.outcome == WEFT_OUTCOME_SUCCEEDED;
+        m->cancelled += r.outcome == WEFT_OUTCOME_CANCELLED;
+    }
+    cr_assert_eq(weft_group_destroy(g), WEFT_OK);
+    for (size_t i = 0; i < m->nplain; i++) {
+        cr_assert_eq(weft_future_wait(m->plain[i]), WEFT_OK, "plain %zu", i);
+        weft_value_t pv = {.u64 = 0};
+        cr_assert_eq(weft_future_value(m->plain[i], &pv), WEFT_OK);
+        cr_assert_eq(pv.u64, 7u);
+        cr_assert_eq(weft_future_release(m->plain[i]), WEFT_OK);
+    }
+    return WEFT_OK;
+}
+
+Test(group, cancelled_join_drains_its_children_and_runs_the_rest)
+{
+    for (unsigned int nw = 1; nw <= 2; nw++) {
+        weft_executor_t *ex = ex_new(nw);
+        struct mix *m = calloc(1, sizeof(*m));
+        cr_assert_not_null(m);
+        weft_value_t v;
+        cr_assert_eq(weft_executor_run(ex, mix_root, m, &v), WEFT_OK);
+        cr_assert_eq(m->join_st, WEFT_ECANCELED);
+        cr_assert_eq(m->nchildren + m->nplain, (size_t)MIX_N);
+        cr_assert_eq(m->succeeded + m->cancelled, m->nchildren,
+                     "%u workers: %zu succeeded + %zu cancelled of %zu", nw,
+                     m->succeeded, m->cancelled, m->nchildren);
+        cr_assert_eq(atomic_load(&m->ran_child), m->succeeded,
+                     "%u workers: a child ran but did not succeed, or the "
+                     "other way round", nw);
+        cr_assert_eq(atomic_load(&m->ran_plain), m->nplain,
+                     "%u workers: %u of %zu plain tasks ran", nw,
+                     atomic_load(&m->ran_plain), m->nplain);
+        if (nw == 1) {
+            /* One worker: nothing ran before the cancel. */
+            cr_assert_eq(m->cancelled, m->nchildren);
+        }
+        ex_end(ex);
+        free(m);
+    }
+    finish();
+}
+
+/*
  * Children borrow the group's token (no reference of their own): the
  * group must keep it, and its parent, alive until the last child has
  * ended. Here the caller lets go of the parent token at once; running

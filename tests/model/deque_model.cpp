@@ -294,7 +294,34 @@ struct split : deque_test<split, 2, 3> {
     }
 };
 
+/*
+ * unpublish: the owner pushes two items, takes the newer one private
+ * (weft__deque_unpublish, k = 1: the older stays public above it) and
+ * pops twice, while two thieves steal once each: one takes the older
+ * item, and the other reaches for the newer one with the old bottom.
+ * The owner's private pop must never get an item a thief also took:
+ * that needs the exchange of bottom before the look at top, and the look
+ * itself (the two mutants below remove one each).
+ */
+struct unpublish : deque_test<unpublish, 3, 2> {
+    void before() { init(2); }
+    void thread(unsigned t)
+    {
+        if (t == 0) {
+            push_next();
+            push_next();
+            (void)weft__deque_unpublish(&dq, 1);
+            owner_pop();
+            owner_pop();
+        } else {
+            thief_steal((int)t);
+        }
+    }
+};
+
 const weft_model::scenario scenarios[] = {
+    {"unpublish", "2 items, the newer taken private, 2 pops vs 2 steals",
+     weft_model::run_test<unpublish>},
     {"split", "private pushes published on request vs 3 steals",
      weft_model::run_test<split>},
     {"last_item", "push 1, then pop vs 1 steal",

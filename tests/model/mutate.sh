@@ -29,6 +29,10 @@
 #                          (a private push that leaks into the public part)
 #   deque_no_grow_release  grow: the new buffer is published with a relaxed
 #                          store instead of a release store
+#   deque_unpublish_no_check  unpublish: the k items are taken private
+#                          whatever top says (no look for a thief)
+#   deque_unpublish_no_barrier  unpublish: the exchange of bottom becomes
+#                          a relaxed store and the fence after it goes
 #   parker_no_waker_fence  weft__parker_wake: no store->load fence between
 #                          the caller's condition write and the load of
 #                          sleepers (what weft__parker_wake_hint does)
@@ -44,7 +48,9 @@
 set -eu
 
 mutants="deque_no_sl_barrier deque_no_last_cas deque_no_push_release
-deque_no_publish_release deque_private_visible deque_no_grow_release parker_no_waker_fence parker_no_sleeper_fence"
+deque_no_publish_release deque_private_visible deque_no_grow_release
+deque_unpublish_no_check deque_unpublish_no_barrier parker_no_waker_fence
+parker_no_sleeper_fence"
 
 if [ "${1:-}" = --list ]; then
     for m in $mutants; do echo "$m"; done
@@ -144,6 +150,21 @@ deque_no_grow_release)
     replace deque.c weft__deque_grow \
         'weft__store_rel_ptr((void **)&dq->buf, a);' \
         'weft__store_relaxed_ptr((void **)&dq->buf, a); /* MUTANT: release */'
+    ;;
+deque_unpublish_no_check)
+    copy deque.h deque.c
+    replace deque.h weft__deque_unpublish \
+        'if (t < nb) {' \
+        'if (t < nb || true) { /* MUTANT: no look for a thief */'
+    ;;
+deque_unpublish_no_barrier)
+    copy deque.h deque.c
+    replace deque.h weft__deque_unpublish \
+        '(void)weft__fas_i64(&dq->bottom, nb);' \
+        'weft__store_relaxed_i64(&dq->bottom, nb); /* MUTANT: was an exchange */'
+    replace deque.h weft__deque_unpublish \
+        'weft__fence_rmw_load();' \
+        '/* MUTANT: weft__fence_rmw_load() removed */'
     ;;
 parker_no_waker_fence)
     copy parker.h parker.c
