@@ -791,9 +791,9 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
     snprintf(ex->name_prefix, sizeof(ex->name_prefix), "%.10s",
              c.thread_name_prefix != NULL ? c.thread_name_prefix : "weft");
     ex->cfg.thread_name_prefix = ex->name_prefix;
-    ex->idle_spin_ns = 1000ull * (c.idle_spin_us != 0
-                                      ? c.idle_spin_us
-                                      : WEFT__IDLE_SPIN_US_DEFAULT);
+    ex->idle_spin_ns =
+        1000ull *
+        (c.idle_spin_us != 0 ? c.idle_spin_us : WEFT__IDLE_SPIN_US_DEFAULT);
     weft__parker_init(&ex->idle);
     weft__parker_init(&ex->quiet);
     if (weft__timer_init(&ex->timer, ex->name_prefix) != WEFT_OK) {

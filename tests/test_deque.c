@@ -737,8 +737,8 @@ Test(deque, unpublish_races_thieves_and_loses_nothing)
         pthread_join(th[i], NULL);
     }
     for (uint32_t i = 0; i < next; i++) {
-        cr_assert_eq(atomic_load(&c->taken[i]), 1, "item %u taken %u times",
-                     i, atomic_load(&c->taken[i]));
+        cr_assert_eq(atomic_load(&c->taken[i]), 1, "item %u taken %u times", i,
+                     atomic_load(&c->taken[i]));
     }
     weft__deque_fini(&c->dq);
     free(c);

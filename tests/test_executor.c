@@ -586,8 +586,10 @@ Test(executor, stats_count_idle_time)
             cr_assert_eq(weft_executor_stats(ex, 0, &st), WEFT_OK);
             sched_yield();
         } while (st.parks < 2);
-        cr_assert_gt(st.idle_ns, 0, "idle_spin_us %u: parked %llu times, "
-                     "idle %llu ns", spins[k], (unsigned long long)st.parks,
+        cr_assert_gt(st.idle_ns, 0,
+                     "idle_spin_us %u: parked %llu times, "
+                     "idle %llu ns",
+                     spins[k], (unsigned long long)st.parks,
                      (unsigned long long)st.idle_ns);
         cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
     }

@@ -438,7 +438,10 @@ Test(group, cancelled_children_share_the_reason)
  * cancel. 2,000 queued tasks, so the drain takes several chunks, on 1
  * and 2 workers.
  */
-enum { MIX_N = 2000, MIX_STRIDE = 16 };
+enum {
+    MIX_N = 2000,
+    MIX_STRIDE = 16
+};
 
 struct mix {
     atomic_uint ran_child;
@@ -520,7 +523,8 @@ Test(group, cancelled_join_drains_its_children_and_runs_the_rest)
                      m->succeeded, m->cancelled, m->nchildren);
         cr_assert_eq(atomic_load(&m->ran_child), m->succeeded,
                      "%u workers: a child ran but did not succeed, or the "
-                     "other way round", nw);
+                     "other way round",
+                     nw);
         cr_assert_eq(atomic_load(&m->ran_plain), m->nplain,
                      "%u workers: %u of %zu plain tasks ran", nw,
                      atomic_load(&m->ran_plain), m->nplain);
