@@ -411,18 +411,30 @@ future_cancel_requested(const struct weft_future *f)
  * path except the fork-join fast path in weft_join() goes through here.
  * On a worker.
  */
+/*
+ * Why f must end without running its body: WEFT_ESHUTDOWN (the executor
+ * is cancelling), WEFT_ECANCELED (its token or a cancel request), or
+ * WEFT_OK to run it. On a worker.
+ */
+static inline weft_status_t
+task_skip_reason(struct weft__worker *w, struct weft_future *f)
+{
+    if (__builtin_expect(weft__worker_cancelling(w), 0)) {
+        return WEFT_ESHUTDOWN;
+    }
+    if (__builtin_expect(((weft__future_kind(f) & WEFT__K_TOKEN) &&
+                          weft_token_is_cancelled(f->token)) ||
+                             future_cancel_requested(f),
+                         0)) {
+        return WEFT_ECANCELED;
+    }
+    return WEFT_OK;
+}
+
 static weft_status_t
 task_execute(struct weft__worker *w, struct weft_future *f)
 {
-    weft_status_t why = WEFT_OK;
-    if (__builtin_expect(weft__worker_cancelling(w), 0)) {
-        why = WEFT_ESHUTDOWN;
-    } else if (__builtin_expect(((weft__future_kind(f) & WEFT__K_TOKEN) &&
-                                 weft_token_is_cancelled(f->token)) ||
-                                    future_cancel_requested(f),
-                                0)) {
-        why = WEFT_ECANCELED;
-    }
+    weft_status_t why = task_skip_reason(w, f);
     weft_status_t st;
     if (why != WEFT_OK) {
         weft__counter_inc(&w->cancelled);
@@ -788,20 +800,14 @@ await_outer_done(const struct weft__await_rec *rec)
 }
 
 /*
- * Whether run would end t without running its body (the checks of
- * task_execute(), as a hint: a token cancelled after this look still
- * ends t unrun, and that only means we published early). On a worker.
+ * Whether run would end t without running its body (task_execute()'s
+ * test, as a hint: a token cancelled after this look still ends t unrun,
+ * and that only means we published early). On a worker.
  */
 static bool
 task_will_end_unrun(struct weft__worker *w, struct weft_future *t)
 {
-    if (weft__is_frame(t)) {
-        return false;
-    }
-    return weft__worker_cancelling(w) ||
-           ((weft__future_kind(t) & WEFT__K_TOKEN) &&
-            weft_token_is_cancelled(t->token)) ||
-           future_cancel_requested(t);
+    return !weft__is_frame(t) && task_skip_reason(w, t) != WEFT_OK;
 }
 
 /*
