@@ -246,7 +246,22 @@ def lookup(stats, w, rt, p):
     return None
 
 
-def print_headlines(stats, cg, out):
+def read_ceiling(outdir):
+    """run.sh's ceiling step: (threads, [time_ns per round]) or None."""
+    path = os.path.join(outdir, "ceiling.txt")
+    if not os.path.exists(path):
+        return None
+    p, times = None, []
+    with open(path) as f:
+        for line in f:
+            kv = dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
+            if "threads" in kv and int(kv.get("time_ns", "0")) > 0:
+                p = int(kv["threads"])
+                times.append(int(kv["time_ns"]))
+    return (p, times) if times else None
+
+
+def print_headlines(stats, cg, out, ceiling=None):
     """The figures DESIGN.md section 9 asks for, one column per runtime."""
     rts = sorted({s["runtime"] for s in stats if s["runtime"] != "seq"},
                  key=rt_key)
@@ -278,6 +293,12 @@ def print_headlines(stats, cg, out):
     for w in ("fib", "nqueens", "uts", "fanout"):
         lines.append(("%s T1/T%d (speedup)" % (w, pmax),
                       [ratio(w, rt, 1, pmax) for rt in rts]))
+    sq = lookup(stats, "fanout", "seq", 1)
+    if ceiling and sq and ceiling[0] == pmax:
+        # The same for every runtime: the machine's, not a runtime's.
+        c = "%.2f" % (sq["median_ns"] / median(ceiling[1]))
+        lines.append(("fanout ceiling Tseq/T%d (%d plain C processes)"
+                      % (pmax, pmax), [c for rt in rts]))
     for p in sorted({1, pmax}):
         lines.append(("fanout_empty (1M spawn+gather) ns/task, P=%d" % p,
                       [val("fanout_empty", rt, p, "ns_per_task", ".1f")
@@ -662,7 +683,15 @@ def cmd_report(outdir):
           "~10 ms); "
           "steals, parks: weft totals per run.", file=out)
     print("", file=out)
-    print_headlines(stats, cg, out)
+    ceiling = read_ceiling(outdir)
+    if ceiling:
+        print("fanout ceiling: %d processes of plain C at once, each on 1/%d "
+              "of the tasks (no runtime, nothing shared), the slowest of "
+              "them, median of %d rounds: the speedup this machine allows "
+              "at P=%d." % (ceiling[0], ceiling[0], len(ceiling[1]),
+                            ceiling[0]), file=out)
+        print("", file=out)
+    print_headlines(stats, cg, out, ceiling)
     print("", file=out)
     print_weft_workers(rows, out, os.path.join(outdir, "weft_workers.csv"))
     write_csv(stats, rows, outdir)

@@ -291,6 +291,43 @@ callgrind() {
     "$PY" "$ROOT/perf/report.py" callgrind "$OUT/callgrind.raw" | tee "$outf"
 }
 
+# ---- The machine's own ceiling for the fan-out -----------------------------
+# P plain C processes at once, each on 1/P of fanout's tasks, no runtime
+# and no shared memory: the speedup a runtime could reach on this machine
+# at P threads (a VM whose vCPUs share a core, or a busy host, caps it
+# below P). One sample per round: the slowest of the P processes. Only
+# when the sweep ran fanout with seq and more than one thread.
+ceiling() {
+    local p n part round i t worst
+    p=$(echo "$THREADS" | tr ' ' '\n' | sort -n | tail -1)
+    case " $WORKLOADS " in *" fanout "*) ;; *) return 0 ;; esac
+    case " $RUNTIMES " in *" seq "*) ;; *) return 0 ;; esac
+    [ "$p" -gt 1 ] || return 0
+    n=$(grep '^RESULT .*runtime=seq workload=fanout ' "$OUT/raw.txt" |
+        head -1 | grep -o ' param=[0-9]*' | cut -d= -f2)
+    [ -n "$n" ] || return 0
+    part=$(((n + p - 1) / p))
+    : >"$OUT/ceiling.txt"
+    for round in $(seq 1 "$REPS"); do
+        [ -t 1 ] && printf '\r\033[K ceiling round %d/%d' "$round" "$REPS"
+        for i in $(seq 1 "$p"); do
+            "$(bin seq)" --workload fanout --param "$part" --reps 1 \
+                --warmup "$WARMUP" >"$OUT/ceiling.$i" 2>>"$OUT/stderr.txt" &
+        done
+        wait
+        worst=0
+        for i in $(seq 1 "$p"); do
+            t=$(grep -o ' time_ns=[0-9]*' "$OUT/ceiling.$i" | cut -d= -f2)
+            [ -n "$t" ] && [ "$t" -gt "$worst" ] && worst=$t
+            rm -f "$OUT/ceiling.$i"
+        done
+        echo "CEILING workload=fanout threads=$p param=$n part=$part" \
+            "time_ns=$worst" >>"$OUT/ceiling.txt"
+    done
+    [ -t 1 ] && printf '\r\033[K'
+    return 0
+}
+
 # ---- One core busy --------------------------------------------------------
 busy() {
     local spin_pid="" round rt state rts
@@ -470,6 +507,7 @@ echo "workloads: $WORKLOADS"
 case "$MODE" in
 quick | full | combinators)
     sweep
+    ceiling
     echo "load_end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
     echo "foreign:  $(foreign_summary)" >>"$OUT/machine.txt"
     if [ "$MODE" != combinators ]; then
