@@ -369,6 +369,14 @@ weft__counter_inc(uint64_t *c)
     weft__store_rel_u64(c, weft__load_relaxed_u64(c) + 1);
 }
 
+/* weft__counter_inc() by n (a batch steal). */
+static inline void
+weft__counter_add(uint64_t *c, uint64_t n)
+{
+    /* Pairs with: the acquire loads in exec_quiescent(), as above. */
+    weft__store_rel_u64(c, weft__load_relaxed_u64(c) + n);
+}
+
 /* Undo weft__counter_inc() for a task whose push failed (never visible). */
 static inline void
 weft__counter_dec(uint64_t *c)

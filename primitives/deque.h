@@ -64,8 +64,25 @@ struct weft__deque {
     /* Thieves' cache line. */
     int64_t top; /* CAS by thieves, and by the owner for the last item */
     uint32_t want; /* a thief found the public part empty: publish */
-    char pad1[WEFT__CACHELINE - sizeof(int64_t) - sizeof(uint32_t)];
+    uint32_t batchers; /* thieves inside a batch steal (faa +1, -1) */
+    char pad1[WEFT__CACHELINE - sizeof(int64_t) - 2 * sizeof(uint32_t)];
 };
+
+/*
+ * Batch steals. A thief that finds n >= 2 * WEFT__STEAL_BATCH_MAX public
+ * items takes min(n / 2, WEFT__STEAL_BATCH_MAX) of the oldest with one
+ * CAS of top (weft__deque_steal_batch()), so that a flat fan-out of fine
+ * tasks costs its thieves one CAS and one look at bottom per batch
+ * instead of per task. A batch thief may hold a stale bottom while the owner pops
+ * below it, so the owner's pop and unpublish keep a margin from top of
+ * WEFT__STEAL_BATCH_MAX items instead of one while any thief is inside
+ * a batch (the `batchers` count, on the thieves' line the owner reads
+ * anyway). memory-model.md 1.7 has the argument. The model checker
+ * builds with a margin of 2 (tests/model).
+ */
+#ifndef WEFT__STEAL_BATCH_MAX
+#define WEFT__STEAL_BATCH_MAX 8
+#endif
 
 /* Result of weft__deque_steal(). */
 enum weft__steal {
@@ -268,12 +285,46 @@ weft__deque_push_private(struct weft__deque *dq, void *item)
 }
 
 /*
+ * Whether no thief can reach index i, for the owner after its exchange of
+ * bottom reserved [i, ...) (and the fence after it); *t gets the value of
+ * top it read. A single steal reaches only index top; a batch thief, if
+ * one is announced, may hold the old bottom and reach fewer than
+ * WEFT__STEAL_BATCH_MAX items from top.
+ */
+static inline bool
+weft__deque_out_of_reach(struct weft__deque *dq, int64_t i, int64_t *t)
+{
+    /*
+     * Before the look at top: a batch thief that left before this load
+     * took its CAS with it.
+     * Pairs with: the faa(+1) in weft__deque_steal_batch() (one of the
+     * two sees the other: each is ordered after a locked instruction)
+     * and its release faa(-1) after its CAS.
+     */
+    uint32_t batchers = weft__load_acq_u32(&dq->batchers);
+    /* Ordered after the exchange (see weft__deque_pop_public()) and the
+     * acquire load above. */
+    *t = weft__load_relaxed_i64(&dq->top);
+    return *t < i && (batchers == 0 || *t + WEFT__STEAL_BATCH_MAX <= i);
+}
+
+/*
+ * Cold path of the public pop: bottom is already b (reserved), top read
+ * t < b, and an announced batch thief may reach slot b. Waits a moment
+ * for it to leave and then takes slot b; if it stays (preempted), takes
+ * index t by CAS instead and puts bottom back. Owner only. deque.c.
+ */
+void *weft__deque_pop_near_batch(struct weft__deque *dq, int64_t b, int64_t t);
+
+/*
  * Pop from the bottom of the public part (Chase-Lev), given the value of
  * bottom the owner just read (the owner is its only writer, so it cannot
  * be stale). Owner only, and only with no private item (head == bottom).
- * Returns: the item, or NULL when the deque is empty or a thief took the
- * last item. Never blocks; one locked instruction (xchg) per call on a
- * non-empty deque.
+ * Returns: the item (the newest; the oldest when a batch thief stays
+ * announced within reach of the newest), or NULL when the deque is empty
+ * or a thief took the last item. Never blocks (near an announced batch
+ * it waits a bounded moment); one locked instruction (xchg) per call on
+ * a non-empty deque, a second one (CAS) for the last item.
  */
 static inline void *
 weft__deque_pop_public(struct weft__deque *dq, int64_t bottom)
@@ -303,14 +354,16 @@ weft__deque_pop_public(struct weft__deque *dq, int64_t bottom)
      * Pairs with: the same counterpart as the exchange above.
      */
     weft__fence_rmw_load();
-    /* Ordered after the exchange above; see its comment. */
-    int64_t t = weft__load_relaxed_i64(&dq->top);
-
-    if (t < b) {
-        /* More than one item: no thief can reach slot b. */
+    int64_t t;
+    if (__builtin_expect(weft__deque_out_of_reach(dq, b, &t), 1)) {
+        /* More than one item, and no thief can reach slot b. */
         dq->top_cache = t;
         dq->head = b;
         return weft__load_relaxed_ptr(&a->slot[b & a->mask]);
+    }
+    if (t < b) {
+        /* Within an announced batch's reach. */
+        return weft__deque_pop_near_batch(dq, b, t);
     }
     void *item = NULL;
     if (t == b) {
@@ -318,7 +371,8 @@ weft__deque_pop_public(struct weft__deque *dq, int64_t bottom)
         item = weft__load_relaxed_ptr(&a->slot[b & a->mask]);
         /*
          * Claim the last item. Pairs with: the CAS on top in
-         * weft__deque_steal(); exactly one of the two succeeds.
+         * weft__deque_steal() and weft__deque_steal_batch(); exactly one
+         * succeeds.
          */
         if (!weft__cas_i64(&dq->top, t, t + 1)) {
             item = NULL;
@@ -403,10 +457,10 @@ weft__deque_unpublish(struct weft__deque *dq, int64_t k)
      * Pairs with: the same counterpart as the exchange above.
      */
     weft__fence_rmw_load();
-    /* Ordered after the exchange above; see its comment. */
-    int64_t t = weft__load_relaxed_i64(&dq->top);
+    int64_t t;
+    bool clear = weft__deque_out_of_reach(dq, nb, &t);
     dq->top_cache = t;
-    if (t < nb) {
+    if (clear) {
         /* [nb, head) is private now; head is unchanged. */
         return k;
     }
@@ -463,6 +517,89 @@ weft__deque_steal(struct weft__deque *dq, void **out)
     }
     *out = item;
     return WEFT__STEAL_OK;
+}
+
+/*
+ * Steal up to cap items from the top (FIFO), the oldest first in out[]:
+ * min(n / 2, cap, WEFT__STEAL_BATCH_MAX) of the n public items when n >=
+ * 2 * WEFT__STEAL_BATCH_MAX and cap >= 2, else one (weft__deque_steal()).
+ * Any thread but the owner.
+ * Returns: WEFT__STEAL_OK with *taken >= 1 items in out[0..*taken),
+ * WEFT__STEAL_EMPTY, or WEFT__STEAL_RETRY when a concurrent pop or steal
+ * won the race (nothing in out[] is the caller's). Never blocks; a batch costs
+ * three locked instructions on the thieves' line (the announce, the CAS,
+ * the leave), a single steal one.
+ */
+static inline enum weft__steal
+weft__deque_steal_batch(struct weft__deque *dq, void **out, int64_t cap,
+                        int64_t *taken)
+{
+    /* Relaxed: a hint that picks the protocol; the steal re-reads both. */
+    int64_t n =
+        weft__load_relaxed_i64(&dq->bottom) - weft__load_relaxed_i64(&dq->top);
+    if (cap > WEFT__STEAL_BATCH_MAX) {
+        cap = WEFT__STEAL_BATCH_MAX;
+    }
+    if (n < 2 * WEFT__STEAL_BATCH_MAX || cap < 2) {
+        enum weft__steal r1 = weft__deque_steal(dq, out);
+        *taken = r1 == WEFT__STEAL_OK;
+        return r1;
+    }
+    /*
+     * Announce the batch before looking at bottom, so that an owner
+     * whose exchange of bottom we miss sees us and keeps its margin.
+     * Pairs with: the acquire load of batchers after the exchange in
+     * weft__deque_pop_public() and weft__deque_unpublish() (one of the
+     * two sees the other: both are ordered after a locked instruction).
+     */
+    (void)weft__faa_u32(&dq->batchers, 1);
+    /*
+     * Free on x86; orders the announce before the loads below.
+     * Pairs with: the same counterpart as the faa above.
+     */
+    weft__fence_rmw_load();
+    /* Pairs with: the CAS on top by other thieves and the owner. */
+    int64_t t = weft__load_acq_i64(&dq->top);
+    /* Load top before bottom, as in weft__deque_steal(). Pairs with:
+     * weft__fas_i64(&dq->bottom) in weft__deque_pop_public(). */
+    weft__fence_sc_loads();
+    /* Pairs with: weft__store_rel_i64(&dq->bottom) in the pushes and
+     * publishes. */
+    int64_t b = weft__load_acq_i64(&dq->bottom);
+    enum weft__steal r = WEFT__STEAL_EMPTY;
+    int64_t k = (b - t) / 2;
+    if (k > cap) {
+        k = cap;
+    }
+    if (k < 1) {
+        k = b > t ? 1 : 0;
+    }
+    if (k > 0) {
+        /* Pairs with: weft__store_rel_ptr(&dq->buf) in
+         * weft__deque_grow(). */
+        struct weft__deque_buf *a = weft__load_acq_ptr((void *const *)&dq->buf);
+        for (int64_t i = 0; i < k; i++) {
+            /* Relaxed: the acquire load of bottom ordered it after the
+             * push; the CAS below proves nobody took it meanwhile. */
+            out[i] = weft__load_relaxed_ptr(&a->slot[(t + i) & a->mask]);
+        }
+        /*
+         * Claim [t, t + k). Pairs with: the CAS on top in the pops and
+         * in other thieves; the owner keeps its margin (see above) while
+         * we are announced, so it takes no index in the range unless by
+         * this same CAS on top.
+         */
+        r = weft__cas_i64(&dq->top, t, t + k) ? WEFT__STEAL_OK
+                                              : WEFT__STEAL_RETRY;
+    }
+    /*
+     * Leave. Release: an owner that reads the count after this sees our
+     * CAS in its load of top. Pairs with: the acquire load of batchers in
+     * weft__deque_pop_public() and weft__deque_unpublish().
+     */
+    (void)weft__faa_u32(&dq->batchers, (uint32_t)-1);
+    *taken = r == WEFT__STEAL_OK ? k : 0;
+    return r;
 }
 
 #endif /* WEFT_PRIMITIVES_DEQUE_H */

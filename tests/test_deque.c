@@ -662,6 +662,43 @@ Test(deque, unpublish_takes_the_newest_items_private)
     weft__deque_fini(&dq);
 }
 
+/* The race tests' shared steps. */
+static uint64_t
+xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* The owner pops what is left, counting each item. */
+static void
+drain_counting(struct weft__deque *dq, atomic_uint *taken)
+{
+    for (;;) {
+        void *it = weft__deque_pop(dq);
+        if (it == NULL) {
+            return;
+        }
+        atomic_fetch_add(&taken[id_of(it)], 1);
+    }
+}
+
+/* Stop the thieves (after *done is set) and check that every item below
+ * n was taken exactly once. */
+static void
+join_and_check(pthread_t *th, int nth, atomic_uint *taken, uint32_t n)
+{
+    for (int i = 0; i < nth; i++) {
+        pthread_join(th[i], NULL);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        cr_assert_eq(atomic_load(&taken[i]), 1, "item %u taken %u times", i,
+                     atomic_load(&taken[i]));
+    }
+}
+
 /* Thieves steal while the owner keeps taking chunks private and popping
  * them: every item is taken exactly once (a thief and the owner never
  * both get one), and the owner's pops stay newest first. */
@@ -696,9 +733,7 @@ Test(deque, unpublish_races_thieves_and_loses_nothing)
     uint32_t next = 0;
     uint64_t rng = 0x9e3779b97f4a7c15ull;
     while (next < (1u << 16)) {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
+        xorshift(&rng);
         /* A burst of pushes, then a chunk taken private (sizes 1..16,
          * often with thieves right at it), then pops: the pops of a
          * private chunk must come out newest first. */
@@ -725,21 +760,207 @@ Test(deque, unpublish_races_thieves_and_loses_nothing)
             }
         }
     }
-    for (;;) {
-        void *it = weft__deque_pop(&c->dq);
-        if (it == NULL) {
-            break;
+    drain_counting(&c->dq, c->taken);
+    atomic_store(&c->done, 1);
+    join_and_check(th, 3, c->taken, next);
+    weft__deque_fini(&c->dq);
+    free(c);
+}
+
+/* A batch steal takes the oldest min(n / 2, cap, WEFT__STEAL_BATCH_MAX)
+ * items in order with one CAS, one item when fewer than
+ * 2 * WEFT__STEAL_BATCH_MAX are public or the cap is 1; the owner's pops
+ * stay newest first (no thief inside a batch). */
+Test(deque, batch_steal_takes_the_oldest_half_up_to_the_cap)
+{
+    struct weft__deque dq;
+    void *its[WEFT__STEAL_BATCH_MAX];
+    int64_t k = -1;
+    cr_assert_eq(weft__deque_init(&dq, 3), WEFT_OK);
+    cr_assert_eq(weft__deque_steal_batch(&dq, its, 8, &k), WEFT__STEAL_EMPTY);
+    cr_assert_eq(k, 0);
+    for (uint32_t i = 0; i < 40; i++) {
+        cr_assert_eq(weft__deque_push(&dq, item_of(i)), WEFT_OK);
+    }
+    uint32_t next = 0;
+    /* 40 public: the cap of the build (n / 2 is more). */
+    cr_assert_eq(weft__deque_steal_batch(&dq, its, 64, &k), WEFT__STEAL_OK);
+    cr_assert_eq(k, WEFT__STEAL_BATCH_MAX);
+    for (int64_t i = 0; i < k; i++) {
+        cr_assert_eq(its[i], item_of(next++), "batch item %ld", (long)i);
+    }
+    /* The caller's cap. */
+    cr_assert_eq(weft__deque_steal_batch(&dq, its, 3, &k), WEFT__STEAL_OK);
+    cr_assert_eq(k, 3);
+    for (int64_t i = 0; i < k; i++) {
+        cr_assert_eq(its[i], item_of(next++));
+    }
+    /* Exactly 2 * WEFT__STEAL_BATCH_MAX public: still a full batch. */
+    while (weft__deque_size_hint(&dq) > 2 * WEFT__STEAL_BATCH_MAX) {
+        cr_assert_not_null(weft__deque_pop(&dq));
+    }
+    cr_assert_eq(weft__deque_steal_batch(&dq, its, 64, &k), WEFT__STEAL_OK);
+    cr_assert_eq(k, WEFT__STEAL_BATCH_MAX);
+    for (int64_t i = 0; i < k; i++) {
+        cr_assert_eq(its[i], item_of(next++));
+    }
+    /* Fewer public than that: one item. */
+    cr_assert_eq(weft__deque_steal_batch(&dq, its, 64, &k), WEFT__STEAL_OK);
+    cr_assert_eq(k, 1);
+    cr_assert_eq(its[0], item_of(next++));
+    /* Enough again, but a cap of 1: one item. */
+    for (uint32_t i = 100;
+         weft__deque_size_hint(&dq) < 2 * WEFT__STEAL_BATCH_MAX; i++) {
+        cr_assert_eq(weft__deque_push(&dq, item_of(i)), WEFT_OK);
+    }
+    cr_assert_eq(weft__deque_steal_batch(&dq, its, 1, &k), WEFT__STEAL_OK);
+    cr_assert_eq(k, 1);
+    cr_assert_eq(its[0], item_of(next++));
+    cr_assert_eq(dq.batchers, 0);
+    /* Down to two: the owner pops the newer first. */
+    while (weft__deque_size_hint(&dq) > 2) {
+        cr_assert_not_null(weft__deque_pop(&dq));
+    }
+    void *a = weft__deque_pop(&dq);
+    void *b = weft__deque_pop(&dq);
+    cr_assert_not_null(a);
+    cr_assert_not_null(b);
+    cr_assert_gt(id_of(a), id_of(b));
+    cr_assert_null(weft__deque_pop(&dq));
+    weft__deque_fini(&dq);
+}
+
+/* While a thief is inside a batch (white box: the count raised by
+ * hand), the owner keeps WEFT__STEAL_BATCH_MAX items from top: a pop
+ * closer than that takes the oldest item by CAS instead of the newest,
+ * and unpublish refuses. Far from top, and once the count is back to 0,
+ * pops are newest first again. */
+Test(deque, pop_keeps_a_margin_while_a_batch_is_announced)
+{
+    struct weft__deque dq;
+    cr_assert_eq(weft__deque_init(&dq, 6), WEFT_OK);
+    uint32_t n = WEFT__STEAL_BATCH_MAX + 4;
+    for (uint32_t i = 0; i < n; i++) {
+        cr_assert_eq(weft__deque_push(&dq, item_of(i)), WEFT_OK);
+    }
+    dq.batchers = 1;
+    /* Far from top: the newest. */
+    uint32_t newest = n - 1;
+    while (weft__deque_size_hint(&dq) > WEFT__STEAL_BATCH_MAX) {
+        cr_assert_eq(weft__deque_pop(&dq), item_of(newest));
+        newest--;
+    }
+    /* Within the margin: unpublish refuses, pops take the oldest. */
+    cr_assert_eq(weft__deque_unpublish(&dq, 1), 0);
+    cr_assert_eq(weft__deque_size_hint(&dq), WEFT__STEAL_BATCH_MAX);
+    cr_assert_eq(weft__deque_pop(&dq), item_of(0));
+    cr_assert_eq(weft__deque_pop(&dq), item_of(1));
+    /* The batch has left: newest first again, down to the last item. */
+    dq.batchers = 0;
+    while (newest >= 2) {
+        cr_assert_eq(weft__deque_pop(&dq), item_of(newest), "pop %u", newest);
+        newest--;
+    }
+    cr_assert_null(weft__deque_pop(&dq));
+    cr_assert_eq(weft__deque_size_hint(&dq), 0);
+    weft__deque_fini(&dq);
+}
+
+/* Three thieves take batches (and single items) while the owner pushes
+ * bursts, pops, and takes chunks private: every item is taken exactly
+ * once, each batch comes out oldest first, and no thief is left inside
+ * a batch. */
+struct batch_ctx {
+    struct weft__deque dq;
+    atomic_int done;
+    atomic_ulong batches;
+    atomic_ulong bad; /* batches of a bad size or out of order */
+    atomic_uint taken[1 << 16];
+};
+
+static void *
+batch_thief(void *arg)
+{
+    struct batch_ctx *c = arg;
+    unsigned int round = 0;
+    while (!atomic_load(&c->done)) {
+        void *its[WEFT__STEAL_BATCH_MAX];
+        int64_t k = 0;
+        int64_t cap = (round++ & 3) == 0 ? 1 : WEFT__STEAL_BATCH_MAX;
+        if (weft__deque_steal_batch(&c->dq, its, cap, &k) != WEFT__STEAL_OK) {
+            continue;
         }
-        atomic_fetch_add(&c->taken[id_of(it)], 1);
+        /* Criterion asserts only on the test's own thread: count. A
+         * higher index holds a later push, so a batch's ids rise (not
+         * by one: the owner reuses the slots it popped). */
+        if (k < 1 || k > cap) {
+            atomic_fetch_add(&c->bad, 1);
+            continue;
+        }
+        for (int64_t i = 0; i < k; i++) {
+            if (i > 0 && id_of(its[i]) <= id_of(its[i - 1])) {
+                atomic_fetch_add(&c->bad, 1);
+            }
+            atomic_fetch_add(&c->taken[id_of(its[i])], 1);
+        }
+        if (k > 1) {
+            atomic_fetch_add(&c->batches, 1);
+        }
+    }
+    return NULL;
+}
+
+Test(deque, batch_steals_race_the_owner_and_lose_nothing)
+{
+    struct batch_ctx *c = calloc(1, sizeof(*c));
+    cr_assert_not_null(c);
+    cr_assert_eq(weft__deque_init(&c->dq, 3), WEFT_OK);
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(pthread_create(&th[i], NULL, batch_thief, c), 0);
+    }
+    uint32_t next = 0;
+    uint64_t rng = 0x2545f4914f6cdd1dull;
+    const uint32_t last = (1u << 16) - 64;
+    while (next < last) {
+        xorshift(&rng);
+        /* A burst (16..47: enough for a batch), sometimes a chunk taken
+         * private, then pops down to the last few items, where a batch
+         * thief's reach matters. */
+        uint32_t n = 16 + (uint32_t)(rng & 31);
+        for (uint32_t k = 0; k < n && next < last; k++) {
+            cr_assert_eq(weft__deque_push(&c->dq, item_of(next++)), WEFT_OK);
+        }
+        if ((rng >> 12) & 1) {
+            int64_t k = 1 + (int64_t)((rng >> 8) & 7);
+            int64_t got = weft__deque_unpublish(&c->dq, k);
+            cr_assert(got == 0 || got == k);
+        }
+        int64_t keep = (int64_t)((rng >> 16) & 7);
+        while (weft__deque_size_hint(&c->dq) > keep) {
+            void *it = weft__deque_pop(&c->dq);
+            if (it == NULL) {
+                break;
+            }
+            atomic_fetch_add(&c->taken[id_of(it)], 1);
+        }
+    }
+    /* Last, 64 items the owner leaves to the thieves: the first steal
+     * then sees 64 public items and takes a batch, however the threads
+     * were scheduled before. */
+    drain_counting(&c->dq, c->taken);
+    while (next < (1u << 16)) {
+        cr_assert_eq(weft__deque_push(&c->dq, item_of(next++)), WEFT_OK);
+    }
+    while (weft__deque_size_hint(&c->dq) > 0) {
+        sched_yield();
     }
     atomic_store(&c->done, 1);
-    for (int i = 0; i < 3; i++) {
-        pthread_join(th[i], NULL);
-    }
-    for (uint32_t i = 0; i < next; i++) {
-        cr_assert_eq(atomic_load(&c->taken[i]), 1, "item %u taken %u times", i,
-                     atomic_load(&c->taken[i]));
-    }
+    join_and_check(th, 3, c->taken, next);
+    cr_assert_eq(atomic_load(&c->bad), 0, "%lu bad batches",
+                 (unsigned long)atomic_load(&c->bad));
+    cr_assert_gt(atomic_load(&c->batches), 0, "no batch of two or more");
+    cr_assert_eq(c->dq.batchers, 0);
     weft__deque_fini(&c->dq);
     free(c);
 }

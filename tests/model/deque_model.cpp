@@ -116,6 +116,14 @@ struct deque_test : rl::test_suite<Derived, Threads> {
         RL_ASSERT(st == WEFT_OK);
     }
 
+    /* Owner: n pushes. */
+    void push_n(int n)
+    {
+        for (int i = 0; i < n; i++) {
+            push_next();
+        }
+    }
+
     /* Owner: a private push (a frame), publishing when asked. */
     void push_private_next()
     {
@@ -162,9 +170,30 @@ struct deque_test : rl::test_suite<Derived, Threads> {
         }
     }
 
+    /* A batch steal of up to cap items (WEFT__STEAL_BATCH_MAX is 2 in
+     * the model: tests/model/CMakeLists.txt). */
+    void thief_steal_batch(int who, int64_t cap)
+    {
+        void *its[WEFT__STEAL_BATCH_MAX];
+        int64_t k = 0;
+        enum weft__steal r = weft__deque_steal_batch(&dq, its, cap, &k);
+        if (r == WEFT__STEAL_OK) {
+            RL_ASSERT(k >= 1 && k <= cap && "a batch of a bad size");
+            for (int64_t i = 0; i < k; i++) {
+                took(its[i], who);
+            }
+        } else {
+            RL_ASSERT(k == 0);
+            if (r == WEFT__STEAL_EMPTY) {
+                weft__deque_request(&dq);
+            }
+        }
+    }
+
     void after()
     {
         /* Single-threaded now: the owner drains what is left. */
+        RL_ASSERT(dq.batchers == 0 && "a batch thief did not leave");
         void *it;
         while ((it = weft__deque_pop(&dq)) != NULL) {
             took(it, OWNER);
@@ -319,7 +348,66 @@ struct unpublish : deque_test<unpublish, 3, 2> {
     }
 };
 
+/*
+ * batch_pop: four items; the owner pops three times while one thief
+ * takes a batch (two items, the model's WEFT__STEAL_BATCH_MAX) and
+ * another steals once. The interleaving that needs the owner's margin:
+ * the batch thief reads top 0 and bottom 4, and before its CAS the owner
+ * pops index 3, then 2, then reaches for index 1, inside the batch; it
+ * must see the announced batch and take index 0 by CAS instead (the
+ * mutants below drop the margin or the announce).
+ */
+struct batch_pop : deque_test<batch_pop, 3, 4> {
+    void before()
+    {
+        init(3);
+        push_n(4);
+    }
+    void thread(unsigned t)
+    {
+        if (t == 0) {
+            owner_pop();
+            owner_pop();
+            owner_pop();
+        } else if (t == 1) {
+            thief_steal_batch(1, 2);
+        } else {
+            thief_steal(2);
+        }
+    }
+};
+
+/*
+ * batch_unpublish: four items; the owner pops two, then takes the newest
+ * of the two left private (weft__deque_unpublish, k = 1) and pops twice,
+ * while a thief takes a batch with the bottom it read before the pops:
+ * the owner may keep index 1 private only when no batch can reach it.
+ */
+struct batch_unpublish : deque_test<batch_unpublish, 2, 4> {
+    void before()
+    {
+        init(3);
+        push_n(4);
+    }
+    void thread(unsigned t)
+    {
+        if (t == 0) {
+            owner_pop();
+            owner_pop();
+            (void)weft__deque_unpublish(&dq, 1);
+            owner_pop();
+            owner_pop();
+        } else {
+            thief_steal_batch(1, 2);
+        }
+    }
+};
+
 const weft_model::scenario scenarios[] = {
+    {"batch_pop", "4 items, 3 pops vs a batch steal and a steal",
+     weft_model::run_test<batch_pop>},
+    {"batch_unpublish", "4 items, 2 pops, unpublish, 2 pops vs a batch",
+     weft_model::run_test<batch_unpublish>},
     {"unpublish", "2 items, the newer taken private, 2 pops vs 2 steals",
      weft_model::run_test<unpublish>},
     {"split", "private pushes published on request vs 3 steals",

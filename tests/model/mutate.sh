@@ -33,6 +33,11 @@
 #                          whatever top says (no look for a thief)
 #   deque_unpublish_no_barrier  unpublish: the exchange of bottom becomes
 #                          a relaxed store and the fence after it goes
+#   deque_batch_no_margin  pop and unpublish: the owner keeps a margin of
+#                          one item from top even while a batch thief is
+#                          announced
+#   deque_batch_no_announce  steal_batch: the batch thief does not announce
+#                          itself (no faa on batchers)
 #   parker_no_waker_fence  weft__parker_wake: no store->load fence between
 #                          the caller's condition write and the load of
 #                          sleepers (what weft__parker_wake_hint does)
@@ -49,7 +54,8 @@ set -eu
 
 mutants="deque_no_sl_barrier deque_no_last_cas deque_no_push_release
 deque_no_publish_release deque_private_visible deque_no_grow_release
-deque_unpublish_no_check deque_unpublish_no_barrier parker_no_waker_fence
+deque_unpublish_no_check deque_unpublish_no_barrier deque_batch_no_margin
+deque_batch_no_announce parker_no_waker_fence
 parker_no_sleeper_fence"
 
 if [ "${1:-}" = --list ]; then
@@ -154,8 +160,8 @@ deque_no_grow_release)
 deque_unpublish_no_check)
     copy deque.h deque.c
     replace deque.h weft__deque_unpublish \
-        'if (t < nb) {' \
-        'if (t < nb || true) { /* MUTANT: no look for a thief */'
+        'if (clear) {' \
+        'if (true) { /* MUTANT: no look for a thief */'
     ;;
 deque_unpublish_no_barrier)
     copy deque.h deque.c
@@ -165,6 +171,21 @@ deque_unpublish_no_barrier)
     replace deque.h weft__deque_unpublish \
         'weft__fence_rmw_load();' \
         '/* MUTANT: weft__fence_rmw_load() removed */'
+    ;;
+deque_batch_no_margin)
+    copy deque.h deque.c
+    replace deque.h weft__deque_out_of_reach \
+        'return *t < i && (batchers == 0 || *t + WEFT__STEAL_BATCH_MAX <= i);' \
+        'return *t < i; /* MUTANT: no margin for a batch thief */'
+    ;;
+deque_batch_no_announce)
+    copy deque.h deque.c
+    replace deque.h weft__deque_steal_batch \
+        '(void)weft__faa_u32(&dq->batchers, 1);' \
+        '/* MUTANT: the batch is not announced */'
+    replace deque.h weft__deque_steal_batch \
+        '(void)weft__faa_u32(&dq->batchers, (uint32_t)-1);' \
+        '/* MUTANT: nor left */'
     ;;
 parker_no_waker_fence)
     copy parker.h parker.c
