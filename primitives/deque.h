@@ -534,13 +534,14 @@ static inline enum weft__steal
 weft__deque_steal_batch(struct weft__deque *dq, void **out, int64_t cap,
                         int64_t *taken)
 {
-    /* Relaxed: a hint that picks the protocol; the steal re-reads both. */
-    int64_t n =
-        weft__load_relaxed_i64(&dq->bottom) - weft__load_relaxed_i64(&dq->top);
     if (cap > WEFT__STEAL_BATCH_MAX) {
         cap = WEFT__STEAL_BATCH_MAX;
     }
-    if (n < 2 * WEFT__STEAL_BATCH_MAX || cap < 2) {
+    /* Relaxed: a hint that picks the protocol; the steal re-reads both
+     * (not read at all when the cap allows one item). */
+    if (cap < 2 ||
+        weft__load_relaxed_i64(&dq->bottom) - weft__load_relaxed_i64(&dq->top) <
+            2 * WEFT__STEAL_BATCH_MAX) {
         enum weft__steal r1 = weft__deque_steal(dq, out);
         *taken = r1 == WEFT__STEAL_OK;
         return r1;
