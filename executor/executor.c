@@ -376,14 +376,13 @@ weft__worker_steal_from(struct weft__worker *w, struct weft__worker *v)
              * 40 us to 28 ms in a quarter of its runs).
              */
             room = 0;
-        } else if (room < WEFT__STEAL_BATCH_MAX - 1 &&
+        } else if (room < w->ex->steal_batch - 1 &&
                    weft__deque_make_room(&w->dq) == WEFT_OK) {
             room = w->dq.push_limit - w->dq.head + 1;
         }
         enum weft__steal r = weft__deque_steal_batch(
             &v->dq, items,
-            room + 1 < WEFT__STEAL_BATCH_MAX ? room + 1 : WEFT__STEAL_BATCH_MAX,
-            &k);
+            room + 1 < w->ex->steal_batch ? room + 1 : w->ex->steal_batch, &k);
         if (r == WEFT__STEAL_OK) {
             for (int64_t j = 0; j < k; j++) {
                 struct weft_future *g = items[j];
@@ -802,7 +801,8 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
         weft_executor_config_init(&c);
     }
     if (c.num_workers > WEFT__MAX_WORKERS ||
-        c.idle_spin_us > WEFT__IDLE_SPIN_US_MAX) {
+        c.idle_spin_us > WEFT__IDLE_SPIN_US_MAX ||
+        c.steal_batch > WEFT__STEAL_BATCH_MAX) {
         return WEFT_EINVAL;
     }
     if (c.pin_workers) {
@@ -827,6 +827,8 @@ weft_executor_create(const weft_executor_config_t *cfg, weft_executor_t **out)
     ex->idle_spin_ns =
         1000ull *
         (c.idle_spin_us != 0 ? c.idle_spin_us : WEFT__IDLE_SPIN_US_DEFAULT);
+    ex->steal_batch =
+        c.steal_batch != 0 ? (int64_t)c.steal_batch : WEFT__STEAL_BATCH_MAX;
     weft__parker_init(&ex->idle);
     weft__parker_init(&ex->quiet);
     if (weft__timer_init(&ex->timer, ex->name_prefix) != WEFT_OK) {

@@ -804,6 +804,12 @@ main(int argc, char **argv)
     weft_executor_config_init(&cfg);
     cfg.num_workers = o.threads;
     cfg.thread_name_prefix = "bench";
+    /* BENCH_STEAL_BATCH=1 turns batch steals off, for an A/B in one
+     * binary (perf/README.md); unset or 0: the executor's default. */
+    if (getenv("BENCH_STEAL_BATCH") != NULL) {
+        cfg.steal_batch =
+            (unsigned int)strtoul(getenv("BENCH_STEAL_BATCH"), NULL, 10);
+    }
     check(weft_executor_create(&cfg, &ex), "weft_executor_create");
     before = (weft_worker_stats_t *)calloc(o.threads, sizeof(*before));
     after = (weft_worker_stats_t *)calloc(o.threads, sizeof(*after));

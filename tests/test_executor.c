@@ -202,6 +202,87 @@ Test(executor, create_with_an_idle_spin_over_a_second_is_einval)
     cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
 }
 
+Test(executor, create_with_a_steal_batch_over_8_is_einval)
+{
+    weft_executor_config_t cfg;
+    weft_executor_config_init(&cfg);
+    cfg.num_workers = 1;
+    weft_executor_t *sentinel = (weft_executor_t *)(uintptr_t)0x1234;
+    weft_executor_t *ex = sentinel;
+    cfg.steal_batch = 9;
+    cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_EINVAL);
+    cr_assert_eq(ex, sentinel, "*out must be untouched on failure");
+    cfg.steal_batch = 0xFFFFFFFFu;
+    cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_EINVAL);
+    cr_assert_eq(ex, sentinel);
+    cfg.steal_batch = 8; /* the largest accepted */
+    cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_OK);
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+}
+
+/* A flat fan-out from one worker, with batch steals off (1) and at the
+ * default (0: 8): every task runs exactly once, whichever worker ran it
+ * and whether it came in a batch. */
+#define FAN_N 20000
+static atomic_int fan_runs[FAN_N];
+static atomic_int fan_errors; /* a spawn or join that failed (worker side) */
+
+static weft_status_t
+fan_leaf(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    (void)self;
+    (void)result;
+    atomic_fetch_add(&fan_runs[(intptr_t)arg], 1);
+    return WEFT_OK;
+}
+
+static weft_status_t
+fan_root(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    static weft_future_t *futs[FAN_N];
+    (void)arg;
+    (void)result;
+    weft_executor_t *ex = weft_task_executor(self);
+    /* Criterion asserts only on the test's own thread: count. */
+    for (intptr_t i = 0; i < FAN_N; i++) {
+        if (weft_spawn(ex, fan_leaf, (void *)i, &futs[i]) != WEFT_OK) {
+            atomic_fetch_add(&fan_errors, 1);
+            futs[i] = NULL;
+        }
+    }
+    for (intptr_t i = FAN_N - 1; i >= 0; i--) {
+        if (futs[i] != NULL && weft_join(futs[i], NULL) != WEFT_OK) {
+            atomic_fetch_add(&fan_errors, 1);
+        }
+    }
+    return WEFT_OK;
+}
+
+Test(executor, a_fan_out_runs_each_task_once_with_and_without_batches)
+{
+    static const unsigned int batches[] = {1, 0};
+    for (size_t b = 0; b < 2; b++) {
+        weft_executor_config_t cfg;
+        weft_executor_config_init(&cfg);
+        cfg.num_workers = 3;
+        cfg.steal_batch = batches[b];
+        weft_executor_t *ex;
+        cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_OK);
+        for (int i = 0; i < FAN_N; i++) {
+            atomic_store(&fan_runs[i], 0);
+        }
+        atomic_store(&fan_errors, 0);
+        cr_assert_eq(weft_executor_run(ex, fan_root, NULL, NULL), WEFT_OK);
+        cr_assert_eq(atomic_load(&fan_errors), 0);
+        for (int i = 0; i < FAN_N; i++) {
+            cr_assert_eq(atomic_load(&fan_runs[i]), 1,
+                         "steal_batch %u: task %d ran %d times", batches[b], i,
+                         atomic_load(&fan_runs[i]));
+        }
+        cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    }
+}
+
 /* ---- hooks and thread names ------------------------------------------ */
 
 struct hook_rec {

@@ -113,6 +113,17 @@ typedef struct weft_executor_config {
      * machine. Set 1 for the least idle spinning.
      */
     unsigned int idle_spin_us;
+    /**
+     * The most tasks a worker takes from another worker's deque in one
+     * steal. 0 (the default) means 8; 1 takes one task per steal; at most
+     * 8, larger values make weft_executor_create() return WEFT_EINVAL. A
+     * worker takes a batch only from a deque holding at least twice this
+     * many tasks, only when it is not inside a wait, and keeps the rest
+     * of the batch in its own deque, where others can steal them. Batches
+     * let a flat fan-out of short tasks cost its thieves one steal per
+     * batch instead of per task (docs/design.md 3.2).
+     */
+    unsigned int steal_batch;
 } weft_executor_config_t;
 
 /**
@@ -127,7 +138,7 @@ WEFT_API void weft_executor_config_init(weft_executor_config_t *cfg);
  * environment variable WEFT_TRACE names a file, the executor also begins
  * a task trace that weft_executor_destroy() writes there (weft/trace.h).
  * Returns: WEFT_OK and *out set; WEFT_EINVAL (out NULL, more than 4096
- * workers, idle_spin_us over 1000000); WEFT_ENOMEM (also when WEFT_TRACE is set and the trace
+ * workers, idle_spin_us over 1000000, steal_batch over 8); WEFT_ENOMEM (also when WEFT_TRACE is set and the trace
  * buffers cannot be allocated); WEFT_ESYS (a thread could not be started; any
  * started threads are joined and nothing leaks; or pin_workers is set and
  * hwloc could not read the machine's topology, or debug mode is on and its
@@ -227,7 +238,9 @@ WEFT_API weft_status_t weft_executor_watch_deadline(weft_executor_t *ex,
 typedef struct weft_worker_stats {
     uint64_t spawned;      /**< tasks this worker pushed on its deque */
     uint64_t executed;     /**< task bodies this worker ran */
-    uint64_t stolen;       /**< tasks this worker stole from another */
+    uint64_t stolen;       /**< tasks this worker stole from another (a
+                                task taken in a batch may be stolen again
+                                from the thief: each steal counts) */
     uint64_t steal_failed; /**< steal attempts on a victim whose deque
                               looked non-empty that came back empty-
                               handed (emptied meanwhile, or lost every
