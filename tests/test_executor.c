@@ -184,22 +184,33 @@ Test(executor, create_with_more_than_4096_workers_is_einval)
     cr_assert_eq(ex, sentinel);
 }
 
+/*
+ * A bounded unsigned field of the config: max + 1 and UINT_MAX are
+ * refused with *out untouched, max is accepted. field points into cfg.
+ */
+static void
+check_config_bound(weft_executor_config_t *cfg, unsigned int *field,
+                   unsigned int max)
+{
+    weft_executor_t *sentinel = (weft_executor_t *)(uintptr_t)0x1234;
+    weft_executor_t *ex = sentinel;
+    *field = max + 1;
+    cr_assert_eq(weft_executor_create(cfg, &ex), WEFT_EINVAL);
+    cr_assert_eq(ex, sentinel, "*out must be untouched on failure");
+    *field = 0xFFFFFFFFu;
+    cr_assert_eq(weft_executor_create(cfg, &ex), WEFT_EINVAL);
+    cr_assert_eq(ex, sentinel);
+    *field = max; /* the largest accepted */
+    cr_assert_eq(weft_executor_create(cfg, &ex), WEFT_OK);
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+}
+
 Test(executor, create_with_an_idle_spin_over_a_second_is_einval)
 {
     weft_executor_config_t cfg;
     weft_executor_config_init(&cfg);
     cfg.num_workers = 1;
-    weft_executor_t *sentinel = (weft_executor_t *)(uintptr_t)0x1234;
-    weft_executor_t *ex = sentinel;
-    cfg.idle_spin_us = 1000001u;
-    cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_EINVAL);
-    cr_assert_eq(ex, sentinel, "*out must be untouched on failure");
-    cfg.idle_spin_us = 0xFFFFFFFFu;
-    cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_EINVAL);
-    cr_assert_eq(ex, sentinel);
-    cfg.idle_spin_us = 1000000u; /* the largest accepted */
-    cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_OK);
-    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    check_config_bound(&cfg, &cfg.idle_spin_us, 1000000u);
 }
 
 Test(executor, create_with_a_steal_batch_over_8_is_einval)
@@ -207,17 +218,7 @@ Test(executor, create_with_a_steal_batch_over_8_is_einval)
     weft_executor_config_t cfg;
     weft_executor_config_init(&cfg);
     cfg.num_workers = 1;
-    weft_executor_t *sentinel = (weft_executor_t *)(uintptr_t)0x1234;
-    weft_executor_t *ex = sentinel;
-    cfg.steal_batch = 9;
-    cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_EINVAL);
-    cr_assert_eq(ex, sentinel, "*out must be untouched on failure");
-    cfg.steal_batch = 0xFFFFFFFFu;
-    cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_EINVAL);
-    cr_assert_eq(ex, sentinel);
-    cfg.steal_batch = 8; /* the largest accepted */
-    cr_assert_eq(weft_executor_create(&cfg, &ex), WEFT_OK);
-    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    check_config_bound(&cfg, &cfg.steal_batch, 8);
 }
 
 /* A flat fan-out from one worker, with batch steals off (1) and at the
