@@ -69,7 +69,7 @@ struct weft__deque {
 };
 
 /*
- * Batch steals. A thief that finds n >= 2 * WEFT__STEAL_BATCH_MAX public
+ * Batch steals. A thief that finds n >= WEFT__STEAL_BATCH_MIN public
  * items takes min(n / 2, WEFT__STEAL_BATCH_MAX) of the oldest with one
  * CAS of top (weft__deque_steal_batch()), so that a flat fan-out of fine
  * tasks costs its thieves one CAS and one look at bottom per batch
@@ -82,6 +82,23 @@ struct weft__deque {
  */
 #ifndef WEFT__STEAL_BATCH_MAX
 #define WEFT__STEAL_BATCH_MAX 8
+#endif
+
+/*
+ * A batch only from a deque with at least this many public items: a flat
+ * fan-out's. A recursive task's deque holds a few siblings per level, and
+ * its oldest items are its biggest subtrees. At 16 workers, batches from
+ * 16 items held the failfast benchmark's first failure for 2 to 5 ms
+ * (median; 0.6 ms with single steals, p90 up to 15 ms at 4 workers): most
+ * likely a helping wait on the failure's way to the root stole one of
+ * those subtrees and could not return before it ended. A thief's own
+ * waits leaving its batch alone did not help; this threshold did (64
+ * and 128 measured the same). The failfast tree's deques hold about 45
+ * items; fanout, fanout_empty, gather_empty, cancel and uts (8000
+ * children at its root) keep their batches. docs/design.md 3.2.
+ */
+#ifndef WEFT__STEAL_BATCH_MIN
+#define WEFT__STEAL_BATCH_MIN 64
 #endif
 
 /* Result of weft__deque_steal(). */
@@ -522,7 +539,7 @@ weft__deque_steal(struct weft__deque *dq, void **out)
 /*
  * Steal up to cap items from the top (FIFO), the oldest first in out[]:
  * min(n / 2, cap, WEFT__STEAL_BATCH_MAX) of the n public items when n >=
- * 2 * WEFT__STEAL_BATCH_MAX and cap >= 2, else one (weft__deque_steal()).
+ * WEFT__STEAL_BATCH_MIN and cap >= 2, else one (weft__deque_steal()).
  * Any thread but the owner.
  * Returns: WEFT__STEAL_OK with *taken >= 1 items in out[0..*taken),
  * WEFT__STEAL_EMPTY, or WEFT__STEAL_RETRY when a concurrent pop or steal
@@ -541,7 +558,7 @@ weft__deque_steal_batch(struct weft__deque *dq, void **out, int64_t cap,
      * (not read at all when the cap allows one item). */
     if (cap < 2 ||
         weft__load_relaxed_i64(&dq->bottom) - weft__load_relaxed_i64(&dq->top) <
-            2 * WEFT__STEAL_BATCH_MAX) {
+            WEFT__STEAL_BATCH_MIN) {
         enum weft__steal r1 = weft__deque_steal(dq, out);
         *taken = r1 == WEFT__STEAL_OK;
         return r1;

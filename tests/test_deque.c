@@ -769,7 +769,7 @@ Test(deque, unpublish_races_thieves_and_loses_nothing)
 
 /* A batch steal takes the oldest min(n / 2, cap, WEFT__STEAL_BATCH_MAX)
  * items in order with one CAS, one item when fewer than
- * 2 * WEFT__STEAL_BATCH_MAX are public or the cap is 1; the owner's pops
+ * WEFT__STEAL_BATCH_MIN are public or the cap is 1; the owner's pops
  * stay newest first (no thief inside a batch). */
 Test(deque, batch_steal_takes_the_oldest_half_up_to_the_cap)
 {
@@ -779,11 +779,11 @@ Test(deque, batch_steal_takes_the_oldest_half_up_to_the_cap)
     cr_assert_eq(weft__deque_init(&dq, 3), WEFT_OK);
     cr_assert_eq(weft__deque_steal_batch(&dq, its, 8, &k), WEFT__STEAL_EMPTY);
     cr_assert_eq(k, 0);
-    for (uint32_t i = 0; i < 40; i++) {
+    for (uint32_t i = 0; i < WEFT__STEAL_BATCH_MIN + 24; i++) {
         cr_assert_eq(weft__deque_push(&dq, item_of(i)), WEFT_OK);
     }
     uint32_t next = 0;
-    /* 40 public: the cap of the build (n / 2 is more). */
+    /* MIN + 24 public: the cap of the build (n / 2 is more). */
     cr_assert_eq(weft__deque_steal_batch(&dq, its, 64, &k), WEFT__STEAL_OK);
     cr_assert_eq(k, WEFT__STEAL_BATCH_MAX);
     for (int64_t i = 0; i < k; i++) {
@@ -795,8 +795,8 @@ Test(deque, batch_steal_takes_the_oldest_half_up_to_the_cap)
     for (int64_t i = 0; i < k; i++) {
         cr_assert_eq(its[i], item_of(next++));
     }
-    /* Exactly 2 * WEFT__STEAL_BATCH_MAX public: still a full batch. */
-    while (weft__deque_size_hint(&dq) > 2 * WEFT__STEAL_BATCH_MAX) {
+    /* Exactly WEFT__STEAL_BATCH_MIN public: still a full batch. */
+    while (weft__deque_size_hint(&dq) > WEFT__STEAL_BATCH_MIN) {
         cr_assert_not_null(weft__deque_pop(&dq));
     }
     cr_assert_eq(weft__deque_steal_batch(&dq, its, 64, &k), WEFT__STEAL_OK);
@@ -809,8 +809,8 @@ Test(deque, batch_steal_takes_the_oldest_half_up_to_the_cap)
     cr_assert_eq(k, 1);
     cr_assert_eq(its[0], item_of(next++));
     /* Enough again, but a cap of 1: one item. */
-    for (uint32_t i = 100;
-         weft__deque_size_hint(&dq) < 2 * WEFT__STEAL_BATCH_MAX; i++) {
+    for (uint32_t i = 1000; weft__deque_size_hint(&dq) < WEFT__STEAL_BATCH_MIN;
+         i++) {
         cr_assert_eq(weft__deque_push(&dq, item_of(i)), WEFT_OK);
     }
     cr_assert_eq(weft__deque_steal_batch(&dq, its, 1, &k), WEFT__STEAL_OK);
@@ -946,8 +946,9 @@ Test(deque, batch_steals_race_the_owner_and_lose_nothing)
         }
     }
     /* Last, 64 items the owner leaves to the thieves: the first steal
-     * then sees 64 public items and takes a batch, however the threads
-     * were scheduled before. */
+     * then sees 64 public items (at least WEFT__STEAL_BATCH_MIN, which
+     * tests/CMakeLists.txt sets to 16 here) and takes a batch, however
+     * the threads were scheduled before. */
     drain_counting(&c->dq, c->taken);
     while (next < (1u << 16)) {
         cr_assert_eq(weft__deque_push(&c->dq, item_of(next++)), WEFT_OK);

@@ -117,11 +117,13 @@ typedef struct weft_executor_config {
      * The most tasks a worker takes from another worker's deque in one
      * steal. 0 (the default) means 8; 1 takes one task per steal; at most
      * 8, larger values make weft_executor_create() return WEFT_EINVAL. A
-     * worker takes a batch only from a deque holding at least twice this
-     * many tasks, only when it is not inside a wait, and keeps the rest
-     * of the batch in its own deque, where others can steal them. Batches
-     * let a flat fan-out of short tasks cost its thieves one steal per
-     * batch instead of per task (docs/design.md 3.2).
+     * worker takes a batch only from a deque holding at least 64 tasks (a
+     * flat fan-out: in a recursive tree the oldest tasks are the biggest
+     * subtrees, and one thief should not hold several), only when it is
+     * not inside a wait, and keeps the rest of the batch in its own
+     * deque, where others can steal them. Batches let a flat fan-out of
+     * short tasks cost its thieves one steal per batch instead of per
+     * task (docs/design.md 3.2).
      */
     unsigned int steal_batch;
 } weft_executor_config_t;
