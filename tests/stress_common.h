@@ -1,10 +1,10 @@
 /*
  * stress_common.h - the preamble the seeded stress programs share
- * (stress_cancel.c, stress_combine.c, stress_each.c): sanitizer
- * detection for their default round counts, the run's seed, the round
- * count, each round's seed and the leak check after an executor is
- * destroyed. Functions are static inline so that each program may use a
- * subset.
+ * (stress_cancel.c, stress_combine.c, stress_each.c, stress_frame.c):
+ * sanitizer detection for their default round counts, the run's seed,
+ * the round count, each round's seed and the leak check after an
+ * executor is destroyed. Functions are static inline so that each
+ * program may use a subset.
  */
 #ifndef WEFT_TESTS_STRESS_COMMON_H
 #define WEFT_TESTS_STRESS_COMMON_H

@@ -18,7 +18,8 @@
  *  - no allocation is left live at the end.
  * Timing never decides an outcome. WEFT_SEED picks the seed (printed);
  * WEFT_STRESS_ROUNDS the rounds per worker count (default 1500; 150
- * under TSan). Exits non-zero on any failure.
+ * under TSan and ASan), both read by stress_common.h. Exits non-zero on
+ * any failure.
  */
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -31,17 +32,7 @@
 #include <weft.h>
 
 #include "primitives/alloc.h"
-
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
+#include "stress_common.h"
 
 #define MAX_NODES (1 << 16)
 #define MAX_KIDS 6
@@ -198,24 +189,15 @@ node_task(weft_task_t *self, void *arg, weft_value_t *out)
     return WEFT_OK;
 }
 
-static unsigned int
-env_uint(const char *name, unsigned int dflt)
-{
-    const char *s = getenv(name);
-    if (s == NULL || *s == '\0') {
-        return dflt;
-    }
-    return (unsigned int)strtoul(s, NULL, 10);
-}
-
 int
 main(void)
 {
-    uint64_t seed = env_uint("WEFT_SEED", 0);
-    if (seed == 0) {
-        seed = (uint64_t)time(NULL);
-    }
-    unsigned int rounds = env_uint("WEFT_STRESS_ROUNDS", UNDER_TSAN ? 150 : 1500);
+    uint64_t seed = stress_seed();
+#ifdef STRESS_SANITIZED
+    unsigned int rounds = (unsigned int)stress_rounds(150);
+#else
+    unsigned int rounds = (unsigned int)stress_rounds(1500);
+#endif
     printf("stress_frame: seed %llu, %u rounds per worker count\n",
            (unsigned long long)seed, rounds);
     int64_t live0 = weft__alloc_live();
@@ -277,9 +259,8 @@ main(void)
             FAIL("destroy");
         }
     }
-    if (weft__alloc_live() != live0) {
-        FAIL("%lld blocks left live",
-             (long long)(weft__alloc_live() - live0));
+    if (stress_leak_check(live0, "stress_frame", seed) != 0) {
+        atomic_fetch_add(&failures, 1);
     }
     int failed = atomic_load(&failures);
     printf("%d passed, %d failed\n", passed, failed);
