@@ -34,6 +34,12 @@
 #include "primitives/alloc.h"
 #include "stress_common.h"
 
+#ifdef STRESS_SANITIZED
+#define DEFAULT_ROUNDS 150
+#else
+#define DEFAULT_ROUNDS 1500
+#endif
+
 #define MAX_NODES (1 << 16)
 #define MAX_KIDS 6
 
@@ -193,11 +199,7 @@ int
 main(void)
 {
     uint64_t seed = stress_seed();
-#ifdef STRESS_SANITIZED
-    unsigned int rounds = (unsigned int)stress_rounds(150);
-#else
-    unsigned int rounds = (unsigned int)stress_rounds(1500);
-#endif
+    unsigned int rounds = (unsigned int)stress_rounds(DEFAULT_ROUNDS);
     printf("stress_frame: seed %llu, %u rounds per worker count\n",
            (unsigned long long)seed, rounds);
     int64_t live0 = weft__alloc_live();
