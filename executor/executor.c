@@ -914,7 +914,8 @@ weft_executor_shutdown(weft_executor_t *ex, weft_shutdown_mode_t mode)
                 weft__store_relaxed_u32(&ex->workers[i].cancelling, 1);
             }
         }
-        /* Pairs with: the relaxed loads in spawn_external() and
+        /* Pairs with: the relaxed loads in spawn_slow() (future.c),
+         * weft_group_spawn() (group.c), worker_idle_spin() and
          * worker_loop(); ordering with outside submissions is given by
          * ext_lock. */
         weft__store_rel_u32(&ex->run_state, target);

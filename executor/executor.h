@@ -38,7 +38,7 @@
 #define WEFT__LOCAL_FREE_MAX 4096
 
 /* How deep a worker nests unrelated tasks while it waits (see
- * worker_help() in future.c). */
+ * worker_await_loop() in future.c). */
 #define WEFT__HELP_DEPTH_MAX 16
 
 /* One helping wait on a worker's stack, linked to the one it runs

@@ -810,8 +810,9 @@ main(int argc, char **argv)
         cfg.steal_batch =
             (unsigned int)strtoul(getenv("BENCH_STEAL_BATCH"), NULL, 10);
     }
-    /* BENCH_PIN=1 pins worker i to CPU i (pin_workers), for an A/B of
-     * what the OS's placement of the threads costs (perf/README.md). */
+    /* BENCH_PIN=1 pins the workers (pin_workers: worker i on the i-th
+     * core of our CPU mask), for an A/B of what the OS's placement of
+     * the threads costs (perf/README.md). */
     if (getenv("BENCH_PIN") != NULL && strcmp(getenv("BENCH_PIN"), "1") == 0) {
         cfg.pin_workers = true;
     }

@@ -262,7 +262,8 @@ def read_ceiling(outdir):
 
 
 def print_headlines(stats, cg, out, ceiling=None):
-    """The figures DESIGN.md section 9 asks for, one column per runtime."""
+    """The figures the design brief (section 9) asks for, one column per
+    runtime."""
     rts = sorted({s["runtime"] for s in stats if s["runtime"] != "seq"},
                  key=rt_key)
     ps = sorted({s["threads"] for s in stats})

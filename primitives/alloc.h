@@ -24,7 +24,7 @@
  *
  * Cost: one relaxed load of the injector and one fetch-and-add on a shared
  * counter per call. The executor keeps malloc off its spawn fast path
- * (DESIGN.md section 3, per-worker pools), so this is not a hot path.
+ * (per-worker pools, docs/design.md 4.2), so this is not a hot path.
  */
 #ifndef WEFT_PRIMITIVES_ALLOC_H
 #define WEFT_PRIMITIVES_ALLOC_H

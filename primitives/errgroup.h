@@ -10,7 +10,7 @@
  *    A child that is itself a gather contributes its group with
  *    weft_errgroup_add_group(g, index, child_group).
  *  - If the triggering failure must come first whatever its index
- *    (DESIGN.md section 7, fail-fast gather), give it key 0 and the others
+ *    (the fail-fast gather, docs/design.md 7), give it key 0 and the others
  *    index + 1: keys only have to sort, they need not be dense.
  *  - On WEFT_ENOMEM from an add, the group is unchanged; report the
  *    failure that could not be added some other way (for example make the
