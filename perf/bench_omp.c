@@ -154,9 +154,9 @@ reduce(const double *x, long lo, long hi)
         return bench_reduce_leaf(x, lo, hi);
     }
     mid = lo + (hi - lo) / 2;
-#pragma omp task shared(a) firstprivate(x, lo, mid)
-    a = reduce(x, lo, mid);
+#pragma omp task shared(b) firstprivate(x, mid, hi)
     b = reduce(x, mid, hi);
+    a = reduce(x, lo, mid);
 #pragma omp taskwait
     return a + b;
 }

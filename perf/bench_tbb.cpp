@@ -153,8 +153,8 @@ reduce(const double *x, long lo, long hi)
         return bench_reduce_leaf(x, lo, hi);
     }
     mid = lo + (hi - lo) / 2;
-    g.run([&a, x, lo, mid] { a = reduce(x, lo, mid); });
-    b = reduce(x, mid, hi);
+    g.run([&b, x, mid, hi] { b = reduce(x, mid, hi); });
+    a = reduce(x, lo, mid);
     g.wait();
     return a + b;
 }

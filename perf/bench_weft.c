@@ -10,9 +10,12 @@
  *
  * Each fork point spawns its children with weft_spawn() and joins them
  * with weft_join(). Where a parent has one child to fork and one to run
- * itself (fib, reduce), it spawns the first, calls the second's task
- * function directly with its own self, then joins: the fork-join fast
- * path. Where it fans out (nqueens, uts, fanout, gather, matmul) it spawns
+ * itself (fib, reduce), it spawns one, calls the other's task function
+ * directly with its own self, then joins: the fork-join fast path. fib
+ * spawns fib(n-1) and calls fib(n-2); reduce spawns its right half and
+ * sums its left half itself, so one worker reads the array in ascending
+ * order, as the sequential version does (every runtime's reduce does the
+ * same). Where it fans out (nqueens, uts, fanout, gather, matmul) it spawns
  * all children, then joins them newest first: that order finds each child
  * still at the bottom of the joiner's own deque unless a thief took it,
  * so the join pops it and runs it inline (the LIFO-friendly order).
@@ -319,14 +322,14 @@ reduce_task(weft_task_t *self, void *arg, weft_value_t *result)
     right.lo = left.hi;
     right.hi = r->hi;
 #ifdef BENCH_WEFT_FUTURES
-    check(weft_spawn(weft_task_executor(self), reduce_task, &left, &f),
+    check(weft_spawn(weft_task_executor(self), reduce_task, &right, &f),
           "weft_spawn");
-    reduce_task(self, &right, &b);
-    check(weft_join(f, &a), "weft_join");
+    reduce_task(self, &left, &a);
+    check(weft_join(f, &b), "weft_join");
 #else
-    check(weft_frame_fork(self, &fr, reduce_task, &left), "weft_frame_fork");
-    reduce_task(self, &right, &b);
-    check(weft_frame_join(&fr, &a, NULL), "weft_frame_join");
+    check(weft_frame_fork(self, &fr, reduce_task, &right), "weft_frame_fork");
+    reduce_task(self, &left, &a);
+    check(weft_frame_join(&fr, &b, NULL), "weft_frame_join");
 #endif
     result->f64 = a.f64 + b.f64;
     return WEFT_OK;

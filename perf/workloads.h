@@ -10,8 +10,9 @@
  * run.sh); a mismatch exits with status 2 and a loud message.
  *
  * DESIGN
- * Header-only (static functions) so that it compiles as C11 and as C++17
- * without a library of its own. Every random choice comes from splitmix64
+ * Header-only (static functions) so that it compiles as C11 and as C++17,
+ * except the heavy leaf kernels, which kernels.c compiles once for every
+ * binary (see "Leaf kernels" below). Every random choice comes from splitmix64
  * of a fixed seed, so each workload is a deterministic tree of tasks.
  *
  * Output: lines starting with '#' are machine information for humans and
@@ -50,11 +51,18 @@
 /* Gather-heavy: every inner node fans out to this many children. */
 #define BENCH_GATHER_FANOUT 8
 #define BENCH_GATHER_SEED 0x6A7E5EEDULL
-/* Parallel reduce: leaves sum this many doubles. */
+/* Parallel reduce: leaves sum this many doubles. Every runtime forks the
+ * right half of a range and sums the left half itself, so with one
+ * thread the array is read in ascending order, as bench_seq reads it:
+ * forking the left half instead read it leaf by leaf from the top down,
+ * which cost 20 to 25% at one thread on the 2-core VM (the prefetcher
+ * starts over at every leaf) and looked like runtime overhead. */
 #define BENCH_REDUCE_CHUNK 16384
 #define BENCH_REDUCE_SEED 0xD0B1E5ULL
 /* Blocked matrix multiply: one task per BLOCK x BLOCK block of C. */
 #define BENCH_MATMUL_BLOCK 64
+/* matmul: the k dimension is walked in panels of this many rows of B. */
+#define BENCH_MATMUL_KPANEL 32
 #define BENCH_MATMUL_SEED 0x3A73ULL
 #define BENCH_NQUEENS_MAX 16
 /* First-failure propagation: a tree of nested gathers, every inner node
@@ -227,6 +235,42 @@ bench_spin(uint64_t x, int iters)
 
 /* ---- Leaf kernels, identical for every runtime ------------------------ */
 
+/*
+ * The heavy leaf kernels are compiled once, by the C compiler, in
+ * kernels.c (the bench_kernels library), and every runtime's binary calls
+ * the same machine code out of line. Inlined into each binary, they came
+ * out differently per compiler: g++ compiled reduce's leaf loop with a
+ * round trip through a general register on every addition, and oneTBB's
+ * reduce read 3.5x slower than plain C at one thread for that reason
+ * alone. A call per leaf costs about a nanosecond, the same for every
+ * runtime, plain C included.
+ */
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* uts: the node's digest, about 0.2 us of hashing. */
+uint64_t bench_uts_digest(uint64_t state);
+/* fanout: task i's work, about 1 us. */
+uint64_t bench_fanout_work(long i);
+/* One step of a failfast leaf's work (the leaf polls between steps). */
+uint64_t bench_failfast_step(uint64_t x);
+/* reduce: the sum of x[lo, hi); values k/16 with k < 2^16, so every
+ * partial sum is exact and the result does not depend on the order the
+ * tasks finish in. */
+double bench_reduce_leaf(const double *x, long lo, long hi);
+/*
+ * matmul: C[block] += A[rows, :] * B[:, cols] for one BENCH_MATMUL_BLOCK
+ * square block of C, through a per-thread packed panel of B (kernels.c
+ * says why); thread-safe for distinct blocks.
+ */
+void bench_matmul_block(const double *a, const double *b, double *c, long n,
+                        long block);
+/* Free every thread's packed panel (bench_data_free()). */
+void bench_matmul_free_packs(void);
+#ifdef __cplusplus
+}
+#endif
+
 /* nqueens: a partial board as three bitmasks; row is the next row. */
 struct bench_nq {
     uint32_t cols, d1, d2;
@@ -258,12 +302,6 @@ struct bench_uts {
     int depth;
 };
 
-static inline uint64_t
-bench_uts_digest(uint64_t state)
-{
-    return bench_mix(bench_spin(state, BENCH_UTS_WORK));
-}
-
 static inline int
 bench_uts_children(uint64_t digest, int depth)
 {
@@ -281,13 +319,6 @@ bench_uts_child(uint64_t digest, int depth, int i)
     c.state = bench_mix(digest ^ (uint64_t)(i + 1) * 0xD1B54A32D192ED03ULL);
     c.depth = depth + 1;
     return c;
-}
-
-static inline uint64_t
-bench_fanout_work(long i)
-{
-    return bench_spin(bench_mix((uint64_t)i ^ BENCH_FANOUT_SEED),
-                      BENCH_FANOUT_WORK);
 }
 
 static inline uint64_t
@@ -335,99 +366,10 @@ bench_failfast_rank(int depth)
     return bench_failfast_leaves(depth) / 2;
 }
 
-/* One step of a failfast leaf's work (the leaf polls between steps). */
-static inline uint64_t
-bench_failfast_step(uint64_t x)
-{
-    return bench_spin(x, BENCH_FAILFAST_SPIN);
-}
-
-/* reduce: values k/16 with k < 2^16, so every partial sum is exact and
- * the result does not depend on the order the tasks finish in. */
-static inline double
-bench_reduce_leaf(const double *x, long lo, long hi)
-{
-    double s = 0.0;
-
-    for (long i = lo; i < hi; i++) {
-        s += x[i];
-    }
-    return s;
-}
-
 static inline uint64_t
 bench_reduce_checksum(double sum)
 {
     return (uint64_t)(sum * 16.0);
-}
-
-/*
- * C[block] += A[rows, :] * B[:, cols]. The k dimension is walked in
- * panels of BENCH_MATMUL_KPANEL: each panel of the block's column strip of
- * B is packed into a per-thread contiguous buffer (16 KiB, L1-resident),
- * then i-k-j order runs over it (the j loop vectorizes). Without the
- * packing, the strip's rows are n * 8 bytes apart and collide in the same
- * cache sets, and the time depended on which physical pages a process got
- * (a 2x bimodal spread between processes, different per compiler). The
- * buffer is allocated on a thread's first block (during the warm-up run)
- * and kept for the life of the process.
- */
-#define BENCH_MATMUL_KPANEL 32
-static __thread double *bench_matmul_pack;
-/* Every thread's buffer, so that bench_data_free() can free them (keeps
- * LeakSanitizer quiet in sanitizer builds). */
-static pthread_mutex_t bench_matmul_lock = PTHREAD_MUTEX_INITIALIZER;
-static double *bench_matmul_packs[4096];
-static int bench_matmul_npacks;
-
-static inline void
-bench_matmul_block(const double *a, const double *b, double *c, long n,
-                   long block)
-{
-    long nb = n / BENCH_MATMUL_BLOCK;
-    long i0 = (block / nb) * BENCH_MATMUL_BLOCK;
-    long j0 = (block % nb) * BENCH_MATMUL_BLOCK;
-    double *bp = bench_matmul_pack;
-
-    if (bp == NULL) {
-        bp = (double *)malloc(BENCH_MATMUL_KPANEL * BENCH_MATMUL_BLOCK *
-                              sizeof(double));
-        if (bp == NULL) {
-            bench_die("out of memory for a packed panel of B");
-        }
-        bench_matmul_pack = bp;
-        pthread_mutex_lock(&bench_matmul_lock);
-        if (bench_matmul_npacks < 4096) {
-            bench_matmul_packs[bench_matmul_npacks++] = bp;
-        }
-        pthread_mutex_unlock(&bench_matmul_lock);
-    }
-    for (long k0 = 0; k0 < n; k0 += BENCH_MATMUL_KPANEL) {
-        for (long k = 0; k < BENCH_MATMUL_KPANEL; k++) {
-            memcpy(bp + k * BENCH_MATMUL_BLOCK, b + (k0 + k) * n + j0,
-                   BENCH_MATMUL_BLOCK * sizeof(double));
-        }
-        for (long i = i0; i < i0 + BENCH_MATMUL_BLOCK; i++) {
-            double *ci = c + i * n + j0;
-            const double *ai = a + i * n + k0;
-            for (long j = 0; j < BENCH_MATMUL_BLOCK; j += 8) {
-                double acc[8];
-                for (int t = 0; t < 8; t++) {
-                    acc[t] = ci[j + t];
-                }
-                for (long k = 0; k < BENCH_MATMUL_KPANEL; k++) {
-                    double aik = ai[k];
-                    const double *bk = bp + k * BENCH_MATMUL_BLOCK + j;
-                    for (int t = 0; t < 8; t++) {
-                        acc[t] += aik * bk[t];
-                    }
-                }
-                for (int t = 0; t < 8; t++) {
-                    ci[j + t] = acc[t];
-                }
-            }
-        }
-    }
 }
 
 /* Entries of C are integers below n * 49, so this is exact. */
@@ -500,12 +442,7 @@ bench_data_reset(struct bench_data *d)
 static inline void
 bench_data_free(struct bench_data *d)
 {
-    pthread_mutex_lock(&bench_matmul_lock);
-    for (int i = 0; i < bench_matmul_npacks; i++) {
-        free(bench_matmul_packs[i]);
-    }
-    bench_matmul_npacks = 0;
-    pthread_mutex_unlock(&bench_matmul_lock);
+    bench_matmul_free_packs();
     free(d->x);
     free(d->a);
     free(d->b);
