@@ -33,9 +33,11 @@
  * (no malloc, no atomic). Objects freed on a worker go to that worker's
  * list (up to WEFT__LOCAL_FREE_MAX), others to the executor-wide Treiber
  * stack, which is only ever emptied whole (fas), so it has no ABA. Slabs
- * of WEFT__SLAB_OBJECTS objects are malloc'ed when both are empty and freed
- * at destroy: memory is bounded by the peak number of live tasks plus the
- * per-worker caches.
+ * (WEFT__SLAB_OBJECTS objects, doubling per slab up to
+ * WEFT__SLAB_OBJECTS_MAX) are malloc'ed when both are empty and freed at
+ * destroy: memory is bounded by the peak number of live tasks plus the
+ * per-worker caches, plus the last slab's unused part (less than half of
+ * the pool, and less than WEFT__SLAB_OBJECTS_MAX objects past the cap).
  *
  * Shutdown and quiescence: every task is counted once when queued
  * (w->spawned on a worker, ex->ext_submitted from outside) and once when it
@@ -103,20 +105,37 @@ pool_object_size(void)
     return (s + WEFT__CACHELINE - 1) & ~(size_t)(WEFT__CACHELINE - 1);
 }
 
-/* Allocate a slab and thread its objects into a list; NULL on failure. */
+/* Slabs this large are prefaulted in one call before they are written. */
+#define WEFT__SLAB_PREFAULT_BYTES ((size_t)256 * 1024)
+
+/*
+ * Allocate the next slab of the list whose newest slab is prev_slab (NULL
+ * for the first) and thread its objects into a list; NULL on failure.
+ */
 static struct weft__slab *
-pool_slab_new(weft_executor_t *ex, struct weft_future **first,
-              struct weft_future **last)
+pool_slab_new(weft_executor_t *ex, const struct weft__slab *prev_slab,
+              struct weft_future **first, struct weft_future **last)
 {
+    uint32_t n = WEFT__SLAB_OBJECTS;
+    if (prev_slab != NULL) {
+        n = prev_slab->nobj < WEFT__SLAB_OBJECTS_MAX / 2
+                ? prev_slab->nobj * 2
+                : WEFT__SLAB_OBJECTS_MAX;
+    }
     size_t osz = pool_object_size();
-    size_t total = WEFT__CACHELINE + osz * WEFT__SLAB_OBJECTS;
+    size_t total = WEFT__CACHELINE + osz * n;
     struct weft__slab *s = WEFT__ALLOC_ALIGNED(WEFT__CACHELINE, total);
     if (s == NULL) {
         return NULL;
     }
+    if (total >= WEFT__SLAB_PREFAULT_BYTES) {
+        /* Every byte is written below: take the page faults in one go. */
+        weft__alloc_prefault(s, total);
+    }
+    s->nobj = n;
     char *base = (char *)s + WEFT__CACHELINE;
     struct weft_future *prev = NULL;
-    for (int i = WEFT__SLAB_OBJECTS - 1; i >= 0; i--) {
+    for (int i = (int)n - 1; i >= 0; i--) {
         struct weft_future *f = (struct weft_future *)(base + osz * i);
         memset(f, 0, sizeof(*f));
         f->ex = ex;
@@ -124,7 +143,7 @@ pool_slab_new(weft_executor_t *ex, struct weft_future **first,
         prev = f;
     }
     *first = prev;
-    *last = (struct weft_future *)(base + osz * (WEFT__SLAB_OBJECTS - 1));
+    *last = (struct weft_future *)(base + osz * (n - 1));
     return s;
 }
 
@@ -161,7 +180,7 @@ weft__pool_refill(struct weft__worker *w)
     }
     if (list == NULL) {
         struct weft_future *last;
-        struct weft__slab *s = pool_slab_new(w->ex, &list, &last);
+        struct weft__slab *s = pool_slab_new(w->ex, w->slabs, &list, &last);
         if (s == NULL) {
             return NULL;
         }
@@ -182,7 +201,8 @@ weft__pool_get_external(weft_executor_t *ex)
     }
     if (ex->ext_free == NULL) {
         struct weft_future *last;
-        struct weft__slab *s = pool_slab_new(ex, &ex->ext_free, &last);
+        struct weft__slab *s =
+            pool_slab_new(ex, ex->ext_slabs, &ex->ext_free, &last);
         if (s != NULL) {
             s->next = ex->ext_slabs;
             ex->ext_slabs = s;
@@ -938,7 +958,7 @@ exec_outstanding(weft_executor_t *ex)
     for (unsigned int i = 0; i < ex->nworkers; i++) {
         struct weft__worker *w = &ex->workers[i];
         for (struct weft__slab *s = w->slabs; s != NULL; s = s->next) {
-            total += WEFT__SLAB_OBJECTS;
+            total += s->nobj;
         }
         for (struct weft_future *f = w->free_list; f != NULL;
              f = f->pool_next) {
@@ -947,7 +967,7 @@ exec_outstanding(weft_executor_t *ex)
         free_objs += w->spill_count;
     }
     for (struct weft__slab *s = ex->ext_slabs; s != NULL; s = s->next) {
-        total += WEFT__SLAB_OBJECTS;
+        total += s->nobj;
     }
     for (struct weft_future *f = ex->ext_free; f != NULL; f = f->pool_next) {
         free_objs++;

@@ -32,9 +32,25 @@
 #include "primitives/deque.h"
 #include "primitives/parker.h"
 
-/* Objects per pool slab, and the most a worker keeps in its free list
- * before it hands objects to the executor-wide free stack. */
+/*
+ * Objects in a pool's first slab, and the most in any later one: each new
+ * slab of a worker (or of the outside spawners' list) holds twice as many
+ * objects as the one before, up to the cap, so a pool that grows to n
+ * objects makes O(log n) slabs below the cap and n / cap above it (a
+ * fan-out of 10^6 futures: 127 slabs, not 3,907, and as many frees at
+ * destroy, each of which glibc answered with a madvise and its TLB
+ * shootdown), while a small program still starts with one 48 KiB slab.
+ * The small-capacity test build keeps every slab at the first size, so
+ * its refills stay frequent.
+ */
 #define WEFT__SLAB_OBJECTS 256
+#ifdef WEFT_TEST_SMALL_CAPACITY
+#define WEFT__SLAB_OBJECTS_MAX WEFT__SLAB_OBJECTS
+#else
+#define WEFT__SLAB_OBJECTS_MAX 8192
+#endif
+/* The most a worker keeps in its free list before it hands objects to the
+ * executor-wide free stack. */
 #define WEFT__LOCAL_FREE_MAX 4096
 
 /* How deep a worker nests unrelated tasks while it waits (see
@@ -50,6 +66,7 @@ struct weft__await_rec {
 
 struct weft__slab {
     struct weft__slab *next;
+    uint32_t nobj; /* objects in this slab */
     /* objects follow, cache-line aligned */
 };
 

@@ -49,6 +49,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "atomics.h"
 
@@ -181,6 +183,28 @@ weft__free(void *p)
     /* Unpaired: a statistic (invariant 3). */
     (void)weft__faa_u64(&alloc_freed, 1);
     alloc_hooks.free(alloc_hooks.ctx, p);
+}
+
+void
+weft__alloc_prefault(void *p, size_t n)
+{
+#ifdef MADV_POPULATE_WRITE
+    long page = sysconf(_SC_PAGESIZE);
+    if (p == NULL || page <= 0) {
+        return;
+    }
+    uintptr_t lo =
+        ((uintptr_t)p + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t hi = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
+    if (hi > lo) {
+        /* A hint: EINVAL (an older kernel) or a refusal leaves the pages
+         * to fault in one by one, as without the call. */
+        (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+    }
+#else
+    (void)p;
+    (void)n;
+#endif
 }
 
 weft_status_t

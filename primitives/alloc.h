@@ -134,6 +134,19 @@ void *weft__realloc_at(struct weft__alloc_site *site, void *p, size_t n);
 void weft__free(void *p);
 
 /*
+ * Fault in, writable, the whole pages inside [p, p + n) with one call
+ * (madvise MADV_POPULATE_WRITE, Linux 5.14), for a large block the caller
+ * is about to write from end to end: the kernel maps the pages in one
+ * pass instead of taking one page fault each (on the project's 2-core VM,
+ * 80 MiB in 56 ms against 228 ms). Partial pages at either end are left
+ * alone. A hint: where the kernel or the C library lacks the call, or
+ * refuses it for this memory (an application allocator's own mapping),
+ * nothing happens; never fails, never blocks beyond the faults it takes
+ * on the caller's behalf. Thread-safety: any thread.
+ */
+void weft__alloc_prefault(void *p, size_t n);
+
+/*
  * Arm the fault injector: the (n+1)-th allocation call from now (counting
  * every allocation macro's calls) fails, once; later calls
  * succeed again. n == 0 fails the very next call. n == -1 (any negative n)

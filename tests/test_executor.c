@@ -15,6 +15,9 @@
 
 #include <criterion/criterion.h>
 
+#include "executor/executor.h" /* WEFT__SLAB_OBJECTS, WEFT__SLAB_OBJECTS_MAX */
+#include "primitives/alloc.h"  /* weft__alloc_live() */
+
 #include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
@@ -1170,6 +1173,86 @@ Test(executor, destroy_is_ebusy_for_a_future_spawned_on_a_worker)
     cr_assert_eq(weft_future_wait(f), WEFT_OK);
     cr_assert_eq(weft_future_release(f), WEFT_OK);
     cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+}
+
+/* A fan-out of POOL_N futures, all alive at once, on one worker. */
+#define POOL_N 50000
+static weft_future_t *pool_futs[POOL_N];
+
+/* Spawn POOL_N futures, join all but the first (newest first), and leave
+ * pool_futs[0] to the test. result: the sum of the joined values, or -1
+ * if a spawn or join failed. */
+static weft_status_t
+body_fan_out_and_hold_one(weft_task_t *self, void *arg, weft_value_t *result)
+{
+    (void)arg;
+    weft_executor_t *ex = weft_task_executor(self);
+    int64_t sum = 0;
+    for (intptr_t i = 0; i < POOL_N; i++) {
+        if (weft_spawn(ex, body_return_arg, (void *)i, &pool_futs[i]) !=
+            WEFT_OK) {
+            result->i64 = -1;
+            return WEFT_OK; /* the test fails on -1; held futures leak */
+        }
+    }
+    for (intptr_t i = POOL_N - 1; i > 0; i--) {
+        weft_value_t v = {0};
+        if (weft_join(pool_futs[i], &v) != WEFT_OK) {
+            sum = -1;
+        } else if (sum >= 0) {
+            sum += v.i64;
+        }
+    }
+    result->i64 = sum;
+    return WEFT_OK;
+}
+
+/*
+ * The pool grows by slabs that double up to WEFT__SLAB_OBJECTS_MAX
+ * objects (executor.h), so a fan-out of POOL_N live futures makes a few
+ * slabs, not POOL_N / WEFT__SLAB_OBJECTS; and the count of objects still
+ * held, which destroy reports as WEFT_EBUSY, adds up over slabs of
+ * different sizes.
+ */
+Test(executor, pool_slabs_double_and_destroy_sees_one_held_future_among_them)
+{
+    int64_t live0 = weft__alloc_live();
+    weft_executor_t *ex = make_ex(1);
+    int64_t live1 = weft__alloc_live();
+    weft_value_t v = {0};
+    cr_assert_eq(weft_executor_run(ex, body_fan_out_and_hold_one, NULL, &v),
+                 WEFT_OK);
+    cr_assert_eq(v.i64, (int64_t)POOL_N * (POOL_N - 1) / 2,
+                 "a spawn or join failed, or a value was wrong: %lld",
+                 (long long)v.i64);
+
+    /* Slabs the policy makes for POOL_N + 1 objects (the root task too),
+     * whichever list each comes from. */
+    long slabs = 0;
+    long objects = 0;
+    long next = WEFT__SLAB_OBJECTS;
+    while (objects < POOL_N + 1) {
+        objects += next;
+        slabs++;
+        next = next * 2 <= WEFT__SLAB_OBJECTS_MAX ? next * 2
+                                                  : WEFT__SLAB_OBJECTS_MAX;
+    }
+    /* Besides slabs, the run allocates the deque's grown buffers (at most
+     * one per doubling from 2 slots to POOL_N) and a slab for the root,
+     * which comes from the outside spawners' list. */
+    int64_t grown = weft__alloc_live() - live1;
+    cr_assert_leq(grown, slabs + 17 + 1,
+                  "%lld blocks for a pool of %d futures; the doubling "
+                  "policy needs %ld slabs",
+                  (long long)grown, POOL_N, slabs);
+
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_EBUSY);
+    cr_assert_eq(weft_future_wait(pool_futs[0]), WEFT_OK);
+    cr_assert_eq(weft_future_value(pool_futs[0], &v), WEFT_OK);
+    cr_assert_eq(v.i64, 0);
+    cr_assert_eq(weft_future_release(pool_futs[0]), WEFT_OK);
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    cr_assert_eq(weft__alloc_live(), live0);
 }
 
 /* ---- bad input ------------------------------------------------------- */
