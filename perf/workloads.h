@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -393,13 +394,38 @@ struct bench_data {
     long n;
 };
 
+/*
+ * malloc(bytes) for input data that the caller writes from end to end
+ * next: the pages are faulted in with one madvise(MADV_POPULATE_WRITE)
+ * where the kernel has it (Linux 5.14), which on the 2-core VM takes 56
+ * instead of 228 ms for reduce's 80 MB. Set-up only, outside the timed
+ * region: it shortens each process, not what is measured.
+ */
+static inline void *
+bench_alloc_data(size_t bytes)
+{
+    void *p = malloc(bytes);
+#ifdef MADV_POPULATE_WRITE
+    long page = sysconf(_SC_PAGESIZE);
+    if (p != NULL && page > 0) {
+        uintptr_t lo =
+            ((uintptr_t)p + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
+        uintptr_t hi = ((uintptr_t)p + bytes) & ~(uintptr_t)(page - 1);
+        if (hi > lo) {
+            (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+        }
+    }
+#endif
+    return p;
+}
+
 static inline void
 bench_data_setup(const struct bench_opts *o, struct bench_data *d)
 {
     memset(d, 0, sizeof(*d));
     if (o->workload == BENCH_REDUCE) {
         d->nx = o->param;
-        d->x = (double *)malloc((size_t)d->nx * sizeof(double));
+        d->x = (double *)bench_alloc_data((size_t)d->nx * sizeof(double));
         if (d->x == NULL) {
             bench_die("out of memory for %ld doubles", d->nx);
         }
@@ -416,9 +442,9 @@ bench_data_setup(const struct bench_opts *o, struct bench_data *d)
             bench_die("matmul n must be a multiple of %d", BENCH_MATMUL_BLOCK);
         }
         bytes = (size_t)(d->n * d->n) * sizeof(double);
-        d->a = (double *)malloc(bytes);
-        d->b = (double *)malloc(bytes);
-        d->c = (double *)malloc(bytes);
+        d->a = (double *)bench_alloc_data(bytes);
+        d->b = (double *)bench_alloc_data(bytes);
+        d->c = (double *)bench_alloc_data(bytes);
         if (d->a == NULL || d->b == NULL || d->c == NULL) {
             bench_die("out of memory for three %ldx%ld matrices", d->n, d->n);
         }
