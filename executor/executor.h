@@ -122,7 +122,7 @@ struct weft_executor {
                                      with release, read relaxed/acquire */
     uint32_t stop;                /* workers exit when set (destroy) */
     uint64_t idle_spin_ns;        /* idle spin before parking (config) */
-    int64_t steal_batch;          /* most tasks per steal, 1..8 (config) */
+    int64_t steal_batch;          /* most tasks per steal, 1..32 (config) */
 
     /*
      * ext_lock protects: the injection queue (inj_head, inj_tail), the

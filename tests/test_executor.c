@@ -216,16 +216,16 @@ Test(executor, create_with_an_idle_spin_over_a_second_is_einval)
     check_config_bound(&cfg, &cfg.idle_spin_us, 1000000u);
 }
 
-Test(executor, create_with_a_steal_batch_over_8_is_einval)
+Test(executor, create_with_a_steal_batch_over_32_is_einval)
 {
     weft_executor_config_t cfg;
     weft_executor_config_init(&cfg);
     cfg.num_workers = 1;
-    check_config_bound(&cfg, &cfg.steal_batch, 8);
+    check_config_bound(&cfg, &cfg.steal_batch, 32);
 }
 
 /* A flat fan-out from one worker, with batch steals off (1) and at the
- * default (0: 8): every task runs exactly once, whichever worker ran it
+ * default (0: 32): every task runs exactly once, whichever worker ran it
  * and whether it came in a batch. */
 #define FAN_N 20000
 static atomic_int fan_runs[FAN_N];

@@ -115,8 +115,8 @@ typedef struct weft_executor_config {
     unsigned int idle_spin_us;
     /**
      * The most tasks a worker takes from another worker's deque in one
-     * steal. 0 (the default) means 8; 1 takes one task per steal; at most
-     * 8, larger values make weft_executor_create() return WEFT_EINVAL. A
+     * steal. 0 (the default) means 32; 1 takes one task per steal; at most
+     * 32, larger values make weft_executor_create() return WEFT_EINVAL. A
      * worker takes a batch only from a deque holding at least 64 tasks (a
      * flat fan-out: in a recursive tree the oldest tasks are the biggest
      * subtrees, and one thief should not hold several), only when it is
@@ -140,7 +140,7 @@ WEFT_API void weft_executor_config_init(weft_executor_config_t *cfg);
  * environment variable WEFT_TRACE names a file, the executor also begins
  * a task trace that weft_executor_destroy() writes there (weft/trace.h).
  * Returns: WEFT_OK and *out set; WEFT_EINVAL (out NULL, more than 4096
- * workers, idle_spin_us over 1000000, steal_batch over 8); WEFT_ENOMEM (also when WEFT_TRACE is set and the trace
+ * workers, idle_spin_us over 1000000, steal_batch over 32); WEFT_ENOMEM (also when WEFT_TRACE is set and the trace
  * buffers cannot be allocated); WEFT_ESYS (a thread could not be started; any
  * started threads are joined and nothing leaks; or pin_workers is set and
  * hwloc could not read the machine's topology, or debug mode is on and its
