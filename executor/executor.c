@@ -616,10 +616,11 @@ worker_loop(struct weft__worker *w)
         deadline_after_ms(&dl, WEFT__IDLE_BACKSTOP_MS);
         uint64_t t0 = weft__clock_now_ns();
         (void)weft__parker_park(&ex->idle, ticket, &dl);
+        uint64_t t1 = weft__clock_now_ns();
         /* Relaxed: statistics, single writer. */
-        weft__store_relaxed_u64(&w->idle_ns,
-                                weft__load_relaxed_u64(&w->idle_ns) +
-                                    (weft__clock_now_ns() - t0));
+        weft__store_relaxed_u64(
+            &w->idle_ns, weft__load_relaxed_u64(&w->idle_ns) + (t1 - t0));
+        weft__trace_park(&w->trace, t0, t1, 0);
         f = weft__worker_find(w);
         if (f != NULL) {
             /*

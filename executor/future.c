@@ -936,10 +936,14 @@ worker_await_loop(struct weft__worker *w, struct weft_future *f,
          * depth exhausted, the task they wait for could otherwise sit in
          * a deque nobody looks at.
          */
-        future_park(f,
-                    wait_park_until(lim, weft_clock_now_ns() +
-                                             WEFT__AWAIT_PARK_NS),
-                    lim);
+        uint64_t t0 = weft_clock_now_ns();
+        future_park(f, wait_park_until(lim, t0 + WEFT__AWAIT_PARK_NS), lim);
+        if (weft__trace_recording(&w->trace)) {
+            /* A frame has no id of its own: its task's, as in its events
+             * (the frame is alive: we are the join that waits for it). */
+            weft__trace_park(&w->trace, t0, weft_clock_now_ns(),
+                             weft_future_id(weft__task_root(f)));
+        }
         force_help = true;
         idle_rounds = 0;
     }

@@ -77,7 +77,15 @@
 #include <string.h>
 #include <unistd.h>
 
-/* One task execution; 64 bytes, a cache line. */
+/* What an event is (struct weft__trace_event.kind). */
+enum {
+    EV_TASK = 0,  /* a task's body, or a task ended without running */
+    EV_FRAME = 1, /* a fork-join frame run off its join */
+    EV_PARK = 2   /* the worker slept (WEFT_TRACE_PARKS): idle, or in a
+                     wait; id is the awaited task's, 0 when idle */
+};
+
+/* One task execution (or park); 64 bytes, a cache line. */
 struct weft__trace_event {
     uint64_t start_ns; /* since the trace began */
     uint64_t dur_ns;
@@ -89,7 +97,7 @@ struct weft__trace_event {
     int32_t line;
     uint8_t outcome; /* WEFT__SUCCEEDED, WEFT__FAILED or WEFT__CANCELLED */
     uint8_t ran;     /* the body ran */
-    uint8_t frame;   /* a fork-join frame: id is its enclosing task's */
+    uint8_t kind;    /* EV_*; a frame's id is its enclosing task's */
 };
 
 _Static_assert(sizeof(struct weft__trace_event) == 64,
@@ -101,6 +109,7 @@ struct weft__trace_buf {
     uint64_t t_begin; /* the session's begin time; constant */
     uint32_t cap;     /* events that fit; constant */
     uint32_t len;     /* events recorded */
+    bool parks;       /* record parks too (WEFT_TRACE_PARKS); constant */
     uint64_t dropped; /* events that did not fit */
     _Alignas(WEFT__CACHELINE) struct weft__trace_event ev[];
 };
@@ -246,7 +255,7 @@ weft__trace_body_slow(struct weft__trace_lane *lane, struct weft_future *f)
             struct weft__trace_event *e =
                 lane_next(lane, f->fn, id, t0, t1, st, true);
             if (e != NULL) {
-                e->frame = 1;
+                e->kind = EV_FRAME;
             }
         } else {
             lane_append(lane, f, id, t0, t1, st, true);
@@ -269,6 +278,26 @@ weft__trace_ended_unrun_slow(struct weft__trace_lane *lane, bool shared,
         return;
     }
     lane_append(lane, f, id, t, t, WEFT_ECANCELED, false);
+    lane_unlock(lane);
+}
+
+void
+weft__trace_park_slow(struct weft__trace_lane *lane, uint64_t t0, uint64_t t1,
+                      uint64_t id)
+{
+    if (!lane_try_lock(lane)) {
+        return; /* begin or end holds the lane */
+    }
+    /* Relaxed: read under the lane lock (see lane_set()). */
+    struct weft__trace_buf *b =
+        weft__load_relaxed_ptr((void *const *)&lane->buf);
+    if (b != NULL && b->parks) {
+        struct weft__trace_event *e =
+            lane_next(lane, NULL, id, t0, t1, WEFT_OK, false);
+        if (e != NULL) {
+            e->kind = EV_PARK;
+        }
+    }
     lane_unlock(lane);
 }
 
@@ -332,12 +361,14 @@ session_new(weft_executor_t *ex, uint32_t cap, const char *path_tmpl)
         s->path = block + path_off;
         (void)path_expand(path_tmpl, s->path, plen);
     }
+    const char *parks = getenv("WEFT_TRACE_PARKS");
     s->t_begin = weft__clock_now_ns();
     for (unsigned int i = 0; i < nlanes; i++) {
         struct weft__trace_buf *b = session_buf(s, i);
         b->t_begin = s->t_begin;
         b->cap = cap;
         b->len = 0;
+        b->parks = parks != NULL && strcmp(parks, "1") == 0;
         b->dropped = 0;
     }
     s->recording = true;
@@ -437,20 +468,40 @@ event_cmp(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
+/* A park: "park (idle)" or "park (wait)", the awaited task's id. */
+static void
+json_park(FILE *out, long pid, unsigned int tid,
+          const struct weft__trace_event *e)
+{
+    fprintf(out,
+            ",\n{\"name\":\"park (%s)\",\"cat\":\"park\",\"ph\":\"X\","
+            "\"pid\":%ld,\"tid\":%u,\"ts\":",
+            e->id != 0 ? "wait" : "idle", pid, tid);
+    json_us(out, e->start_ns);
+    fputs(",\"dur\":", out);
+    json_us(out, e->dur_ns);
+    fprintf(out, ",\"args\":{\"reason\":\"%s\",\"id\":%" PRIu64 "}}",
+            e->id != 0 ? "wait" : "idle", e->id);
+}
+
 static void
 json_event(FILE *out, long pid, unsigned int tid,
            const struct weft__trace_event *e)
 {
+    if (e->kind == EV_PARK) {
+        json_park(out, pid, tid, e);
+        return;
+    }
     char fn[2 + 2 * sizeof(uintptr_t) + 8];
     snprintf(fn, sizeof(fn), "0x%" PRIxPTR, (uintptr_t)e->fn);
     fputs(",\n{\"name\":", out);
     if (e->name != NULL) {
         json_string(out, e->name);
     } else {
-        fprintf(out, "\"%s@%s\"", e->frame ? "frame" : "task", fn);
+        fprintf(out, "\"%s@%s\"", e->kind == EV_FRAME ? "frame" : "task", fn);
     }
     fprintf(out, ",\"cat\":\"%s\",\"ph\":\"X\",\"pid\":%ld,\"tid\":%u,\"ts\":",
-            e->frame ? "frame" : "task", pid, tid);
+            e->kind == EV_FRAME ? "frame" : "task", pid, tid);
     json_us(out, e->start_ns);
     fputs(",\"dur\":", out);
     json_us(out, e->dur_ns);

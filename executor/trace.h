@@ -98,6 +98,37 @@ weft__trace_ended_unrun_lane(struct weft__trace_lane *lane, bool shared,
 }
 
 /*
+ * Whether a trace records on lane now (a hint): a worker about to sleep
+ * reads the clock only then, and reports its park with
+ * weft__trace_park(). One relaxed load.
+ */
+static inline bool
+weft__trace_recording(const struct weft__trace_lane *lane)
+{
+    /* Relaxed: a hint, as in weft__trace_body(). */
+    return weft__load_relaxed_ptr((void *const *)&lane->buf) != NULL;
+}
+
+void weft__trace_park_slow(struct weft__trace_lane *lane, uint64_t t0,
+                           uint64_t t1, uint64_t id);
+
+/*
+ * Record that the lane's worker slept from t0 to t1 (clock ns): idle (id
+ * 0), or in a wait on the task whose id is id. Recorded only when the
+ * trace was begun with WEFT_TRACE_PARKS=1 in the environment (include/
+ * weft/trace.h); a lane its begin or end holds drops it. Never blocks.
+ * Thread-safety: the lane's worker.
+ */
+static inline void
+weft__trace_park(struct weft__trace_lane *lane, uint64_t t0, uint64_t t1,
+                 uint64_t id)
+{
+    if (weft__trace_recording(lane)) {
+        weft__trace_park_slow(lane, t0, t1, id);
+    }
+}
+
+/*
  * weft_executor_create(): begin the trace that the WEFT_TRACE environment
  * variable asks for, if any. ex's workers must exist (their threads need
  * not run yet). Returns WEFT_OK (also with no WEFT_TRACE) or WEFT_ENOMEM.

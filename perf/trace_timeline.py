@@ -9,8 +9,11 @@ one horizontal lane per worker (and one for threads that are not workers,
 when they recorded anything), top to bottom in lane order, and one bar per
 task execution, coloured by outcome. A task that ran other tasks while it
 waited contains them: nested bars are drawn thinner, on top of their parent.
-Tasks that ended without running are drawn as thin ticks. The title gives
-the number of events and of events dropped because a buffer was full.
+Tasks that ended without running are drawn as thin ticks. A trace begun
+with WEFT_TRACE_PARKS=1 also holds the times workers slept (idle, or in a
+wait): those are drawn in yellow, a wait's inside the waiting task. The
+title gives the number of events and of events dropped because a buffer
+was full.
 
 Needs only the standard library and matplotlib (Debian: python3-matplotlib,
 which the /usr/bin/python3 interpreter sees; a python3 from elsewhere on
@@ -35,6 +38,7 @@ OUTCOME_COLOURS = {
     "cancelled": "#8c8c8c",
 }
 OTHER_COLOUR = "#1f77b4"
+PARK_COLOUR = "#e8c547"
 
 
 def shade(colour, depth):
@@ -106,10 +110,18 @@ def draw(trace_path, out_path, title=None):
     fig_h = 1.4 + 0.55 * max(len(tids), 1)
     fig, ax = plt.subplots(figsize=(12, fig_h))
     counts = {}
+    colours = {}
     for e, depth in sorted(with_depth(spans), key=lambda p: p[1]):
-        outcome = e.get("args", {}).get("outcome", "?")
-        counts[outcome] = counts.get(outcome, 0) + 1
-        colour = shade(OUTCOME_COLOURS.get(outcome, OTHER_COLOUR), depth)
+        args = e.get("args", {})
+        if e.get("cat") == "park":
+            key = "asleep, %s" % args.get("reason", "?")
+            base = PARK_COLOUR
+        else:
+            key = args.get("outcome", "?")
+            base = OUTCOME_COLOURS.get(key, OTHER_COLOUR)
+        counts[key] = counts.get(key, 0) + 1
+        colours[key] = base
+        colour = shade(base, depth)
         height = 0.8 * (0.72 ** depth)
         y = row[e["tid"]] - height / 2
         x = float(e["ts"]) * scale
@@ -127,15 +139,14 @@ def draw(trace_path, out_path, title=None):
 
     dropped = other.get("dropped", 0)
     head = title or os.path.basename(trace_path)
-    ax.set_title("%s: %d task events on %d lanes, %d dropped"
+    ax.set_title("%s: %d events on %d lanes, %d dropped"
                  % (head, len(spans), len(tids), dropped))
-    handles = [Patch(facecolor=OUTCOME_COLOURS.get(k, OTHER_COLOUR),
-                     label="%s (%d)" % (k, n))
+    handles = [Patch(facecolor=colours[k], label="%s (%d)" % (k, n))
                for k, n in sorted(counts.items())]
     if handles:
         ax.legend(handles=handles, loc="upper right", fontsize="small")
     if not spans:
-        ax.text(0.5, 0.5, "no task events", transform=ax.transAxes,
+        ax.text(0.5, 0.5, "no events", transform=ax.transAxes,
                 ha="center", va="center")
     fig.tight_layout()
     fig.savefig(out_path, dpi=120)
@@ -157,7 +168,7 @@ def main(argv):
     except (OSError, ValueError, KeyError) as exc:
         print("trace_timeline: %s: %s" % (args.trace, exc), file=sys.stderr)
         return 1
-    print("trace_timeline: %d task events -> %s" % (n, out))
+    print("trace_timeline: %d events -> %s" % (n, out))
     return 0
 
 

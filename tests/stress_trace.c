@@ -9,7 +9,8 @@
  *     running), some leaves failing, joins on the fast path and helping;
  *   - a leaf in 61 ends the trace itself, from inside a task on a worker;
  *   - a writer thread calls weft_executor_trace_write() in a loop;
- *   - the main thread begins a trace with a random buffer size, lets the
+ *   - the main thread begins a trace with a random buffer size, recording
+ *     the workers' parks (WEFT_TRACE_PARKS) or not at random, lets the
  *     trees run for a random number of yields, ends it, and writes it
  *     twice.
  * Checks: every trace call returns one of the statuses its contract
@@ -68,6 +69,7 @@ static atomic_bool stop;
 static atomic_long bad_status; /* trace calls with an unexpected status */
 static atomic_long trees;
 static long spans_seen; /* main thread only: events in the traces read */
+static long parks_seen; /* main thread only: of those, parks */
 
 static uint64_t
 rng_next(uint64_t *s)
@@ -205,6 +207,11 @@ round_run(uint64_t *s, unsigned int workers)
 {
     size_t cap = 1 + rng_next(s) % 512;
     weft_status_t st;
+    /* Every other trace also records the workers' parks (read at begin;
+     * only this thread reads or writes the environment). */
+    if (setenv("WEFT_TRACE_PARKS", rng_next(s) & 1 ? "1" : "0", 1) != 0) {
+        return false;
+    }
     while ((st = weft_executor_trace_begin(ex, cap)) == WEFT_EBUSY) {
         sched_yield();
     }
@@ -234,6 +241,7 @@ round_run(uint64_t *s, unsigned int workers)
     if (ok) {
         size_t spans = count(a, "\"ph\":\"X\"");
         spans_seen += (long)spans;
+        parks_seen += (long)count(a, "\"cat\":\"park\"");
         const char *r = strstr(a, "\"recorded\":");
         unsigned long long rec =
             r != NULL ? strtoull(r + strlen("\"recorded\":"), NULL, 10) : 0;
@@ -322,10 +330,12 @@ main(void)
             failed++;
             atomic_store(&bad_status, 0);
         }
-        printf("%u worker(s): %ld trees, %ld task events in the traces\n",
-               workers, atomic_load(&trees), spans_seen);
+        printf("%u worker(s): %ld trees, %ld events in the traces (%ld "
+               "parks)\n",
+               workers, atomic_load(&trees), spans_seen, parks_seen);
         atomic_store(&trees, 0);
         spans_seen = 0;
+        parks_seen = 0;
     }
     printf("%ld passed, %ld failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

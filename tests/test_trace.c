@@ -12,8 +12,12 @@
 
 #include <criterion/criterion.h>
 
+#include "executor/future.h" /* WEFT__F_WAITER: the park test's handshake */
+
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -404,8 +408,9 @@ jns(const struct jv *o, const char *key)
 
 struct span {
     const char *name;
-    const char *cat; /* "task" or "frame" */
-    const char *outcome;
+    const char *cat;     /* "task", "frame" or "park" */
+    const char *outcome; /* NULL for a park */
+    const char *reason;  /* a park's: "idle" or "wait" */
     unsigned int tid;
     uint64_t id;
     bool ran;
@@ -471,10 +476,20 @@ trace_parse(struct trace *t, const char *text)
         cr_assert_not_null(s->name);
         s->cat = jstr(e, "cat");
         cr_assert(s->cat != NULL && (strcmp(s->cat, "task") == 0 ||
-                                     strcmp(s->cat, "frame") == 0));
+                                     strcmp(s->cat, "frame") == 0 ||
+                                     strcmp(s->cat, "park") == 0));
         s->tid = (unsigned int)tid;
         s->ts_ns = jns(e, "ts");
         s->dur_ns = jns(e, "dur");
+        if (strcmp(s->cat, "park") == 0) {
+            /* A park: its reason and the awaited task's id (0: idle). */
+            s->reason = jstr(args, "reason");
+            cr_assert(s->reason != NULL && (strcmp(s->reason, "idle") == 0 ||
+                                            strcmp(s->reason, "wait") == 0));
+            s->id = (uint64_t)jint(args, "id");
+            cr_assert_eq(s->id == 0, strcmp(s->reason, "idle") == 0);
+            continue;
+        }
         s->outcome = jstr(args, "outcome");
         cr_assert_not_null(s->outcome);
         s->id = (uint64_t)jint(args, "id");
@@ -988,6 +1003,168 @@ Test(trace, a_new_trace_discards_the_previous_one)
     cr_assert_str_eq(t.spans[0].name, "second");
     trace_free(&t);
     cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+}
+
+/*
+ * Parks. A root task waits on a child that another worker runs and that
+ * ends only when the test says so; the test says so once the root's
+ * worker has gone to sleep in that wait (the WAITER bit on the child's
+ * state word is set right before the futex wait). Before the run, both
+ * workers (idle_spin_us = 1) have gone to sleep idle, so the one that
+ * takes the root wakes from an idle park while the trace records.
+ */
+static weft_future_t *_Atomic park_child;
+static atomic_int park_child_started;
+static atomic_int park_child_release;
+
+static weft_status_t
+park_child_body(weft_task_t *self, void *arg, weft_value_t *out)
+{
+    (void)self;
+    (void)arg;
+    atomic_store(&park_child_started, 1);
+    while (!atomic_load(&park_child_release)) {
+        sched_yield();
+    }
+    out->i64 = 7;
+    return WEFT_OK;
+}
+
+static weft_status_t
+park_root(weft_task_t *self, void *arg, weft_value_t *out)
+{
+    (void)arg;
+    weft_future_t *c = NULL;
+    weft_status_t st =
+        weft_spawn(weft_task_executor(self), park_child_body, NULL, &c);
+    if (st != WEFT_OK) {
+        atomic_store(&park_child_release, 1);
+        return st;
+    }
+    atomic_store(&park_child, c);
+    /* Let the other worker take it, so that the wait below cannot run it
+     * inline and has to sleep. */
+    while (!atomic_load(&park_child_started)) {
+        sched_yield();
+    }
+    weft_value_t v = {0};
+    st = weft_join(c, &v);
+    out->i64 = v.i64;
+    return st;
+}
+
+/* Run the park scenario on a 2-worker executor with a trace begun with
+ * WEFT_TRACE_PARKS as parks says; fill *t, *root_id and *child_id. */
+static void
+park_scenario(bool parks, struct trace *t, uint64_t *root_id,
+              uint64_t *child_id)
+{
+    atomic_store(&park_child, NULL);
+    atomic_store(&park_child_started, 0);
+    atomic_store(&park_child_release, 0);
+    if (parks) {
+        cr_assert_eq(setenv("WEFT_TRACE_PARKS", "1", 1), 0);
+    } else {
+        unsetenv("WEFT_TRACE_PARKS");
+    }
+    weft_executor_config_t c;
+    weft_executor_config_init(&c);
+    c.num_workers = 2;
+    c.idle_spin_us = 1;
+    weft_executor_t *ex = NULL;
+    cr_assert_eq(weft_executor_create(&c, &ex), WEFT_OK);
+    cr_assert_eq(weft_executor_trace_begin(ex, 1024), WEFT_OK);
+    unsetenv("WEFT_TRACE_PARKS");
+    /* Both workers idle and asleep (their counters move before they
+     * sleep; a worker still on its way wakes later from the same park). */
+    for (;;) {
+        weft_worker_stats_t st[2];
+        cr_assert_eq(weft_executor_stats(ex, 0, &st[0]), WEFT_OK);
+        cr_assert_eq(weft_executor_stats(ex, 1, &st[1]), WEFT_OK);
+        if (st[0].parks > 0 && st[1].parks > 0) {
+            break;
+        }
+        sched_yield();
+    }
+    weft_future_t *root = NULL;
+    cr_assert_eq(weft_spawn(ex, park_root, NULL, &root), WEFT_OK);
+    weft_future_t *child;
+    while ((child = atomic_load(&park_child)) == NULL) {
+        sched_yield();
+    }
+    /* Wait for the root's worker to sleep in its wait on the child. */
+    while (!(__atomic_load_n(&((struct weft_future *)child)->state,
+                             __ATOMIC_ACQUIRE) &
+             WEFT__F_WAITER)) {
+        sched_yield();
+    }
+    atomic_store(&park_child_release, 1);
+    cr_assert_eq(weft_future_wait(root), WEFT_OK);
+    weft_value_t v = {0};
+    cr_assert_eq(weft_future_value(root, &v), WEFT_OK);
+    cr_assert_eq(v.i64, 7);
+    *root_id = weft_future_id(root);
+    cr_assert_eq(weft_executor_trace_end(ex), WEFT_OK);
+    trace_read(ex, t);
+    cr_assert_eq(weft_future_release(root), WEFT_OK);
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+    /* The child's id, from its span (the join released the child). */
+    char name[64];
+    fn_name(park_child_body, name, sizeof(name));
+    const struct span *cs = NULL;
+    cr_assert_eq(spans_named(t, name, &cs), 1, "the child ran once");
+    *child_id = cs->id;
+}
+
+Test(trace, with_weft_trace_parks_a_worker_s_sleeps_are_events)
+{
+    struct trace t;
+    uint64_t root_id = 0;
+    uint64_t child_id = 0;
+    park_scenario(true, &t, &root_id, &child_id);
+
+    char name[64];
+    fn_name(park_root, name, sizeof(name));
+    const struct span *rs = NULL;
+    cr_assert_eq(spans_named(&t, name, &rs), 1, "the root ran once");
+    size_t idle = 0;
+    size_t waits = 0;
+    for (size_t i = 0; i < t.nspans; i++) {
+        const struct span *s = &t.spans[i];
+        if (strcmp(s->cat, "park") != 0) {
+            continue;
+        }
+        cr_assert_lt(s->tid, 2, "a park is on a worker's lane");
+        if (strcmp(s->reason, "idle") == 0) {
+            cr_assert_str_eq(s->name, "park (idle)");
+            idle++;
+            continue;
+        }
+        cr_assert_str_eq(s->name, "park (wait)");
+        cr_assert_eq(s->id, child_id, "a wait park names the awaited task");
+        cr_assert_eq(s->tid, rs->tid, "on the waiting root's lane");
+        cr_assert(s->ts_ns >= rs->ts_ns &&
+                      s->ts_ns + s->dur_ns <= rs->ts_ns + rs->dur_ns,
+                  "inside the root's span");
+        waits++;
+    }
+    cr_assert_geq(idle, 1, "the worker woken for the root slept idle");
+    cr_assert_geq(waits, 1, "the root slept in its wait");
+    cr_assert_neq(child_id, root_id);
+    trace_free(&t);
+}
+
+Test(trace, without_weft_trace_parks_no_park_is_recorded)
+{
+    struct trace t;
+    uint64_t root_id = 0;
+    uint64_t child_id = 0;
+    park_scenario(false, &t, &root_id, &child_id);
+    for (size_t i = 0; i < t.nspans; i++) {
+        cr_assert_str_neq(t.spans[i].cat, "park", "%s", t.spans[i].name);
+    }
+    cr_assert_eq(jint(t.other, "recorded"), 2, "the root and the child");
+    trace_free(&t);
 }
 
 Test(trace, environment_variable_traces_from_create_to_destroy)

@@ -5,7 +5,7 @@
 #
 # Runs EXAMPLE (example_quicksort) with --trace into WORKDIR/trace.json,
 # then SCRIPT (perf/trace_timeline.py) on it with /usr/bin/python3, and
-# checks that a PNG came out and that the script found task events.
+# checks that a PNG came out and that the script found events.
 # Registered in CTest by examples/CMakeLists.txt (label "unit", default
 # configuration). Exit 77 (CTest SKIP_RETURN_CODE) when /usr/bin/python3
 # cannot import matplotlib: tests/run.sh installs python3-matplotlib for
@@ -33,9 +33,9 @@ rm -f "$dir/trace.json" "$dir/trace.png"
 out=$("$py" "$script" "$dir/trace.json" --out "$dir/trace.png")
 echo "$out"
 
-n=$(echo "$out" | sed -n 's/^trace_timeline: \([0-9]*\) task events.*/\1/p')
+n=$(echo "$out" | sed -n 's/^trace_timeline: \([0-9]*\) events.*/\1/p')
 if [ -z "$n" ] || [ "$n" -eq 0 ]; then
-    echo "trace_timeline: FAILED: the script found no task events" >&2
+    echo "trace_timeline: FAILED: the script found no events" >&2
     exit 1
 fi
 sig=$(head -c 8 "$dir/trace.png" | od -An -tx1 | tr -d ' \n')

@@ -22,6 +22,16 @@
  * that its own join runs is part of the forking task's span and is not
  * recorded: that is the fork-join fast path, and it stays untouched.
  *
+ * Parks: when WEFT_TRACE_PARKS=1 is in the environment as a trace begins,
+ * that trace also records every time a worker went to sleep: "cat":"park",
+ * named "park (idle)" (it ran out of work; args "reason":"idle", "id":0)
+ * or "park (wait)" (it waited on a task that another worker runs and had
+ * nothing to help with; args "reason":"wait" and the awaited task's id, a
+ * frame's being its task's). A wait park lies inside the span of the task
+ * that waited. The event is recorded when the worker wakes, so a worker
+ * still asleep when the trace ends is not in it. Parks share the lane's
+ * buffer with the tasks.
+ *
  * weft_executor_trace_write() renders a finished trace in the JSON object
  * format of the Trace Event Format, which speedscope, chrome://tracing and
  * Perfetto open offline: one thread per lane (tid = worker index; the
@@ -40,8 +50,8 @@
  * replaced by the process id. With several executors in one process each one writes the
  * same file in turn; use the functions below to keep their traces apart.
  *
- * Cost: while no trace records, a task execution pays one load of a
- * worker field and one predictable branch. While one records, it pays two
+ * Cost: while no trace records, a task execution (and a worker's sleep)
+ * pays one load of a worker field and one predictable branch. While one records, it pays two
  * clock reads, one or two locked instructions (a flag of its own lane,
  * and the task id's first assignment) and a 64-byte store into the
  * worker's own buffer: no allocation, and no worker ever waits for
