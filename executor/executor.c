@@ -111,6 +111,8 @@ pool_object_size(void)
 /*
  * Allocate the next slab of the list whose newest slab is prev_slab (NULL
  * for the first) and thread its objects into a list; NULL on failure.
+ * When a slab larger than the first size cannot be had, one of the first
+ * size is tried before giving up (the list's growth starts over from it).
  */
 static struct weft__slab *
 pool_slab_new(weft_executor_t *ex, const struct weft__slab *prev_slab,
@@ -123,8 +125,18 @@ pool_slab_new(weft_executor_t *ex, const struct weft__slab *prev_slab,
                 : WEFT__SLAB_OBJECTS_MAX;
     }
     size_t osz = pool_object_size();
-    size_t total = WEFT__CACHELINE + osz * n;
-    struct weft__slab *s = WEFT__ALLOC_ALIGNED(WEFT__CACHELINE, total);
+    size_t total;
+    struct weft__slab *s;
+    for (;;) {
+        /* One allocation site for both sizes (the failure sweep fails
+         * each site once; tests/test_alloc_failure.c). */
+        total = WEFT__CACHELINE + osz * n;
+        s = WEFT__ALLOC_ALIGNED(WEFT__CACHELINE, total);
+        if (s != NULL || n == WEFT__SLAB_OBJECTS) {
+            break;
+        }
+        n = WEFT__SLAB_OBJECTS;
+    }
     if (s == NULL) {
         return NULL;
     }

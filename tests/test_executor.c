@@ -1255,6 +1255,51 @@ Test(executor, pool_slabs_double_and_destroy_sees_one_held_future_among_them)
     cr_assert_eq(weft__alloc_live(), live0);
 }
 
+/*
+ * A doubled slab that cannot be allocated falls back to one of the first
+ * size: the spawn that needed it succeeds. Spawns from outside the
+ * workers take objects from the executor's own list, whose first slab
+ * holds WEFT__SLAB_OBJECTS; holding every future keeps them all in use,
+ * so the next spawn needs a second slab, and that allocation is the one
+ * the injector fails. The small-capacity build does not grow slabs, so
+ * there the spawn has nothing to fall back to and reports WEFT_ENOMEM.
+ */
+Test(executor, a_doubled_slab_that_cannot_be_had_falls_back_to_the_first_size)
+{
+    weft_executor_t *ex = make_ex(1);
+    static weft_future_t *fs[WEFT__SLAB_OBJECTS + 1];
+    for (intptr_t i = 0; i < WEFT__SLAB_OBJECTS; i++) {
+        cr_assert_eq(weft_spawn(ex, body_return_arg, (void *)i, &fs[i]),
+                     WEFT_OK);
+    }
+    int64_t live = weft__alloc_live();
+    uint64_t failures = weft__alloc_failures();
+    weft__alloc_set_fail_after(0);
+    weft_status_t st =
+        weft_spawn(ex, body_return_arg, (void *)(intptr_t)WEFT__SLAB_OBJECTS,
+                   &fs[WEFT__SLAB_OBJECTS]);
+    weft__alloc_set_fail_after(-1);
+    cr_assert_eq(weft__alloc_failures(), failures + 1,
+                 "the second slab was refused");
+#if WEFT__SLAB_OBJECTS_MAX > WEFT__SLAB_OBJECTS
+    cr_assert_eq(st, WEFT_OK, "the spawn got a slab of the first size: %s",
+                 weft_status_name(st));
+    cr_assert_eq(weft__alloc_live(), live + 1, "one slab instead");
+    int n = WEFT__SLAB_OBJECTS + 1;
+#else
+    cr_assert_eq(st, WEFT_ENOMEM, "no smaller slab to fall back to: %s",
+                 weft_status_name(st));
+    cr_assert_eq(weft__alloc_live(), live);
+    int n = WEFT__SLAB_OBJECTS;
+#endif
+    for (intptr_t i = 0; i < n; i++) {
+        weft_value_t v = {0};
+        cr_assert_eq(weft_join(fs[i], &v), WEFT_OK);
+        cr_assert_eq(v.i64, i);
+    }
+    cr_assert_eq(weft_executor_destroy(ex), WEFT_OK);
+}
+
 /* ---- bad input ------------------------------------------------------- */
 
 Test(executor, null_executor_is_rejected_everywhere)
