@@ -941,8 +941,8 @@ worker_await_loop(struct weft__worker *w, struct weft_future *f,
         if (weft__trace_recording(&w->trace)) {
             /* A frame has no id of its own: its task's, as in its events
              * (the frame is alive: we are the join that waits for it). */
-            weft__trace_park(&w->trace, t0, weft_clock_now_ns(),
-                             weft_future_id(weft__task_root(f)));
+            weft__trace_park_slow(&w->trace, t0, weft_clock_now_ns(),
+                                  weft_future_id(weft__task_root(f)));
         }
         force_help = true;
         idle_rounds = 0;
